@@ -1,0 +1,3 @@
+from montaged.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""Analysis entry point: a pure function from a path to features.
+
+Workers run :func:`analyze_path` in another process (or on a Dask worker). It never touches the
+database: it returns an :class:`Analysis`, and the daemon's main process stores it.
+
+``features`` is a plain dict (msgpack- and JSON-serialisable: str, int, float, bool, None, lists,
+dicts) shaped like the contract's ``montaged analyze --json`` object minus ``path`` and
+``digest``. ``arrays`` holds the dense series (per frame, per keyframe, per 100 ms of music) that
+are stored as ``.npy`` files and memory-mapped when read back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+# Bump when the analysis output changes shape or meaning, so stored features are recomputed.
+ANALYSIS_VERSION = 1
+
+Progress = Callable[[float], None]
+"""Called by long analyses with the fraction done (0..1). Must be cheap and never raise."""
+
+
+@dataclass
+class Analysis:
+    kind: str  # "video" | "audio"
+    features: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _no_progress(_fraction: float) -> None:
+    """Progress sink for callers that do not report progress."""
+
+
+def analyze_path(path: str, progress: Progress | None = None) -> Analysis:
+    """Probe ``path`` and run the video or the music analysis on it.
+
+    Raises :class:`montaged.errors.MediaError` with a user-facing message for anything that is
+    not usable media.
+    """
+    from montaged import media
+    from montaged.analysis import audio, video
+
+    progress = progress or _no_progress
+    info = media.probe(path)
+    if info.kind == "video":
+        return video.analyze_video(path, info, progress)
+    return audio.analyze_audio(path, info, progress)
