@@ -1,0 +1,398 @@
+"""Synthetic music with known beats, downbeats and sections, for tests, the demo and benchmarks.
+
+A track is drums (kick, snare, hi-hats, a crash on section starts), bass and chords, arranged in
+sections that stress a beat tracker the way real music does: an intro without percussion (only
+chord stabs carry the beat), a verse, a breakdown without kick, a loud drop and a fading outro.
+The tempo may drift slowly (``drift``) and off-beat eighths may swing (``swing``); the returned
+:class:`TrackTruth` holds the exact beat and downbeat times that the audio was built from.
+
+:func:`synth_track` is pure (returns samples); :func:`make_track` also encodes them with PyAV, the
+codec chosen from the file extension (.wav .m4a .mp3 .flac .ogg .opus).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+
+log = logging.getLogger("montaged.synth.music")
+
+SECTION_KINDS = ("intro", "verse", "breakdown", "drop", "outro")
+
+# Which instruments play in each section, and how loud. The levels are what the energy
+# analysis should find: percussion-free parts are quiet, the drop is loud.
+_ARRANGEMENT = {
+    #            pad   stabs bass  kick  snare hat   crash level
+    "intro":     (0.30, 0.55, 0.00, 0.00, 0.00, 0.00, 0.0, "low"),
+    "verse":     (0.20, 0.00, 0.50, 0.85, 0.55, 0.22, 0.5, "mid"),
+    "breakdown": (0.35, 0.40, 0.30, 0.00, 0.35, 0.18, 0.0, "low"),
+    "drop":      (0.30, 0.25, 0.75, 1.00, 0.75, 0.32, 0.7, "high"),
+    "outro":     (0.30, 0.50, 0.25, 0.00, 0.00, 0.15, 0.0, "low"),
+}
+
+# I - V - vi - IV, one chord per bar: the chord change marks the downbeat.
+_PROGRESSION = ((0, "maj"), (7, "maj"), (9, "min"), (5, "maj"))
+_TRIAD = {"maj": (0, 4, 7), "min": (0, 3, 7)}
+
+_CODECS = {
+    # extension: (container format, codec, sample format, allowed rates or None)
+    ".wav": ("wav", "pcm_s16le", "s16", None),
+    ".flac": ("flac", "flac", "s16", None),
+    ".m4a": ("ipod", "aac", "fltp", (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)),
+    ".mp3": ("mp3", "libmp3lame", "fltp", (48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)),
+    ".ogg": ("ogg", "libopus", "flt", (48000, 24000, 16000, 12000, 8000)),
+    ".opus": ("opus", "libopus", "flt", (48000, 24000, 16000, 12000, 8000)),
+}
+_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+
+
+@dataclass
+class TrackTruth:
+    path: str
+    tempo: float  # BPM at the annotated (quarter-note) level: 60 / median inter-beat interval
+    beats: np.ndarray  # seconds
+    downbeats: np.ndarray  # seconds, first beat of every bar
+    duration: float
+    beats_per_bar: int = 4
+    # [{"kind", "start", "end", "level"}]: the arrangement, with the level it was mixed at
+    sections: list[dict] = field(default_factory=list)
+
+
+def default_sections(n_bars: int) -> list[tuple[str, int]]:
+    """The standard layout: intro, verse, breakdown, drop, outro, in proportion 2:4:2:6:2.
+
+    Tracks shorter than 16 bars are too short for an arrangement: they get verse then drop, so
+    that tiny test files are all beat.
+    """
+    if n_bars < 16:
+        half = max(1, n_bars // 2)
+        return [("verse", half), ("drop", max(1, n_bars - half))]
+    unit = n_bars / 16.0
+    intro = max(2, int(round(2 * unit)))
+    verse = max(2, int(round(4 * unit)))
+    breakdown = max(2, int(round(2 * unit)))
+    outro = max(2, int(round(2 * unit)))
+    drop = max(2, n_bars - intro - verse - breakdown - outro)
+    return [("intro", intro), ("verse", verse), ("breakdown", breakdown), ("drop", drop), ("outro", outro)]
+
+
+def beat_times(bpm: float, duration: float, drift: float = 0.0, offset: float = 0.0) -> np.ndarray:
+    """Beat times for a tempo that ramps linearly from bpm*(1-drift/2) to bpm*(1+drift/2).
+
+    The phase (in beats) is the integral of the tempo; beats are where it crosses an integer.
+    """
+    t = np.linspace(0.0, duration, int(duration * 1000) + 2)
+    frac = t / max(duration, 1e-9)
+    tempo = bpm * (1.0 + drift * (frac - 0.5))
+    phase = np.concatenate([[0.0], np.cumsum((tempo[1:] + tempo[:-1]) * 0.5 * np.diff(t))]) / 60.0
+    phase_at_offset = np.interp(offset, t, phase)
+    targets = phase_at_offset + np.arange(0, int(phase[-1] - phase_at_offset) + 1)
+    return np.interp(targets, phase, t)
+
+
+def _midi_hz(note: np.ndarray | float) -> np.ndarray:
+    return 440.0 * 2.0 ** ((np.asarray(note, dtype=np.float64) - 69.0) / 12.0)
+
+
+_TONE_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _tone(freqs: np.ndarray, n: int, sr: int, harmonics: int, attack: float, decay: float) -> np.ndarray:
+    """Sum of additive saw-like tones (1/h harmonics) at ``freqs``, with an attack/decay envelope.
+
+    Cached on a 10 ms grid of lengths: a song repeats the same few chords hundreds of times, and
+    additive synthesis of each one is what makes a long track slow to build.
+    """
+    step = max(1, sr // 100)
+    n = max(step, int(round(n / step)) * step)
+    key = (tuple(np.round(np.asarray(freqs), 3)), n, sr, harmonics, round(attack, 4), round(decay, 2))
+    hit = _TONE_CACHE.get(key)
+    if hit is None:
+        if len(_TONE_CACHE) > 512:
+            _TONE_CACHE.clear()
+        hit = _TONE_CACHE[key] = _render_tone(np.asarray(freqs), n, sr, harmonics, attack, decay)
+    return hit
+
+
+def _render_tone(freqs: np.ndarray, n: int, sr: int, harmonics: int, attack: float, decay: float) -> np.ndarray:
+    t = np.arange(n) / sr
+    h = np.arange(1, harmonics + 1)
+    # harmonics above Nyquist would alias into noise: drop them
+    amps = np.where(np.outer(freqs, h) < sr * 0.45, 1.0 / h, 0.0)  # [notes, h]
+    phases = 2 * np.pi * np.outer(t, (np.asarray(freqs)[:, None] * h).ravel())  # [n, notes*h]
+    wave = np.sin(phases) @ amps.ravel()
+    env = np.minimum(1.0, t / max(attack, 1e-4)) * np.exp(-t / decay)
+    return (wave * env / max(len(freqs), 1)).astype(np.float32)
+
+
+def _kick(sr: int) -> np.ndarray:
+    n = int(0.35 * sr)
+    t = np.arange(n) / sr
+    f = 48.0 + 110.0 * np.exp(-t / 0.035)
+    body = np.sin(2 * np.pi * np.cumsum(f) / sr) * np.exp(-t / 0.16)
+    click = np.random.default_rng(1).standard_normal(n) * np.exp(-t / 0.003) * 0.3
+    return (body + click).astype(np.float32)
+
+
+def _snare(sr: int, rng: np.random.Generator) -> np.ndarray:
+    n = int(0.25 * sr)
+    t = np.arange(n) / sr
+    noise = np.diff(rng.standard_normal(n + 1)) * 0.5  # first difference: tilt towards highs
+    tone = np.sin(2 * np.pi * 185.0 * t) * np.exp(-t / 0.045)
+    return (noise * np.exp(-t / 0.07) * 0.8 + tone * 0.6).astype(np.float32)
+
+
+def _hat(sr: int, rng: np.random.Generator, decay: float = 0.018) -> np.ndarray:
+    n = int(max(0.08, decay * 5) * sr)
+    t = np.arange(n) / sr
+    noise = np.diff(rng.standard_normal(n + 2), n=2) * 0.35  # second difference: mostly highs
+    return (noise * np.exp(-t / decay)).astype(np.float32)
+
+
+def _add(buf: np.ndarray, start: float, sound: np.ndarray, gain: float, sr: int) -> None:
+    i = int(round(start * sr))
+    if i >= len(buf) or gain == 0.0:
+        return
+    j = min(len(buf), i + len(sound))
+    buf[i:j] += sound[: j - i] * gain
+
+
+def synth_track(
+    *,
+    bpm: float = 120.0,
+    duration: float = 8.0,
+    sample_rate: int = 44100,
+    beats_per_bar: int = 4,
+    swing: float = 0.0,
+    drift: float = 0.0,
+    sections: list[tuple[str, int]] | None = None,
+    channels: int = 2,
+    seed: int = 0,
+    path: str = "",
+) -> tuple[np.ndarray, int, TrackTruth]:
+    """Render a track: returns (samples float32 [n, channels] in -1..1, sample_rate, truth).
+
+    ``sections`` is a list of (kind, bars) with kind in :data:`SECTION_KINDS`; the last section
+    is extended or cut to fill ``duration``. ``swing`` (0..0.33) delays every off-beat eighth by
+    that fraction of an eighth note (1/3 is a triplet shuffle). ``drift`` is the total fractional
+    tempo change over the track (0.03 speeds up by 3%; negative slows down).
+    """
+    if not 20.0 <= bpm <= 400.0:
+        raise ValueError(f"bpm out of range: {bpm}")
+    if duration <= 0 or sample_rate < 4000 or channels < 1 or beats_per_bar < 1:
+        raise ValueError("duration, sample_rate, channels and beats_per_bar must be positive")
+    rng = np.random.default_rng(seed)
+    sr = int(sample_rate)
+    n = int(round(duration * sr))
+    offset = 0.05 + 0.2 * rng.random()  # music rarely starts exactly on sample 0
+    beats = beat_times(bpm, duration, drift, offset)
+    beats = beats[beats < duration]
+    n_beats = len(beats)
+    # Beat intervals for every beat (the last one repeats), to place eighths and size notes.
+    ibi = np.diff(beats, append=beats[-1] + (beats[-1] - beats[-2] if n_beats > 1 else 60.0 / bpm))
+    n_bars = -(-n_beats // beats_per_bar)
+    layout = list(sections) if sections else default_sections(n_bars)
+    for kind, _bars in layout:
+        if kind not in _ARRANGEMENT:
+            raise ValueError(f"unknown section kind {kind!r}; expected one of {SECTION_KINDS}")
+    # Section of every bar: the last section fills whatever the list leaves uncovered.
+    bar_kind = []
+    for kind, bars in layout:
+        bar_kind += [kind] * int(bars)
+    bar_kind = (bar_kind + [layout[-1][0]] * n_bars)[:n_bars]
+
+    key = int(rng.integers(0, 12))
+    left = np.zeros(n, np.float32)
+    right = np.zeros(n, np.float32)
+    kick, snare_s, hat_s = _kick(sr), _snare(sr, rng), _hat(sr, rng)
+    open_hat = _hat(sr, rng, decay=0.06)
+    crash = _hat(sr, rng, decay=0.5) * 0.8
+    vel = 1.0 + 0.08 * rng.standard_normal(n_beats * 2)  # a little human dynamics
+
+    for b in range(n_beats):
+        bar, pos = divmod(b, beats_per_bar)
+        kind = bar_kind[bar]
+        pad, stabs, bass, kick_g, snare_g, hat_g, crash_g, _level = _ARRANGEMENT[kind]
+        t0, d = beats[b], ibi[b]
+        root_deg, quality = _PROGRESSION[bar % len(_PROGRESSION)]
+        root = 48 + (key + root_deg) % 12  # C3..B3
+        chord = root + 12 + np.array(_TRIAD[quality])  # one octave up: C4..B5 voicing
+        v = vel[b]
+        downbeat = pos == 0
+        if downbeat and pad:
+            bar_len = float(ibi[b : b + beats_per_bar].sum())
+            note = _tone(_midi_hz(chord), int(bar_len * sr), sr, 5, 0.03, bar_len * 0.8)
+            _add(left, t0, note, pad, sr)
+            _add(right, t0, note, pad, sr)
+        if stabs:
+            accent = 1.0 if downbeat else 0.6
+            stab = _tone(_midi_hz(chord), int(min(0.4, d) * sr), sr, 6, 0.002, 0.09)
+            _add(left, t0, stab, stabs * accent * v, sr)
+            _add(right, t0, stab, stabs * accent * v * 0.8, sr)
+        if bass:
+            # Root on every beat, held longer and louder on the downbeat.
+            length = d * (1.8 if downbeat else 0.85)
+            note = _tone(_midi_hz([root - 12]), int(length * sr), sr, 4, 0.004, length * 0.6)
+            g = bass * (1.0 if downbeat else 0.7) * v
+            _add(left, t0, note, g, sr)
+            _add(right, t0, note, g, sr)
+        if kick_g:
+            # Verse: kick on 1 and 3 (plus a pickup before 3); drop: four on the floor.
+            four = kind == "drop"
+            if four or pos % 2 == 0:
+                _add(left, t0, kick, kick_g * v, sr)
+                _add(right, t0, kick, kick_g * v, sr)
+            if not four and pos == 1 and beats_per_bar >= 3:
+                _add(left, t0 + d * (0.5 + swing * 0.5), kick, kick_g * 0.5, sr)
+                _add(right, t0 + d * (0.5 + swing * 0.5), kick, kick_g * 0.5, sr)
+        if snare_g and pos % 2 == 1:
+            _add(left, t0, snare_s, snare_g * v * 0.9, sr)
+            _add(right, t0, snare_s, snare_g * v, sr)
+        if hat_g:
+            off = t0 + d * (0.5 + swing * 0.5)
+            hat_off = open_hat if kind == "drop" else hat_s
+            _add(left, t0, hat_s, hat_g * 0.7 * vel[n_beats + b], sr)
+            _add(right, off, hat_off, hat_g * 0.6, sr)
+            _add(left, off, hat_off, hat_g * 0.3, sr)
+        if crash_g and downbeat and (bar == 0 or bar_kind[bar - 1] != kind):
+            _add(left, t0, crash, crash_g, sr)
+            _add(right, t0, crash, crash_g, sr)
+
+    # Fade out the last two bars of an outro, as records do.
+    if bar_kind[-1] == "outro" and n_beats > 2 * beats_per_bar:
+        fade_start = beats[max(0, n_beats - 2 * beats_per_bar)]
+        t = np.arange(n) / sr
+        fade = np.clip(1.0 - (t - fade_start) / max(duration - fade_start, 1e-3), 0.05, 1.0)
+        left *= fade.astype(np.float32)
+        right *= fade.astype(np.float32)
+
+    stereo = np.stack([left, right], axis=1)
+    peak = float(np.abs(stereo).max()) or 1.0
+    stereo *= 0.89 / peak
+    samples = _spread(stereo, channels)
+
+    downbeats = beats[::beats_per_bar]
+    bar_starts = np.append(downbeats, duration)
+    sec_list: list[dict] = []
+    for bar, kind in enumerate(bar_kind):
+        if sec_list and sec_list[-1]["kind"] == kind:
+            sec_list[-1]["end"] = float(min(bar_starts[bar + 1], duration))
+        else:
+            start = 0.0 if bar == 0 else float(bar_starts[bar])
+            sec_list.append({"kind": kind, "start": start, "end": float(min(bar_starts[bar + 1], duration)),
+                             "level": _ARRANGEMENT[kind][-1]})
+    tempo = 60.0 / float(np.median(np.diff(beats))) if n_beats > 1 else float(bpm)
+    truth = TrackTruth(path=str(path), tempo=tempo, beats=beats, downbeats=downbeats,
+                       duration=float(n) / sr, beats_per_bar=beats_per_bar, sections=sec_list)
+    return samples, sr, truth
+
+
+def _spread(stereo: np.ndarray, channels: int) -> np.ndarray:
+    """Map the stereo mix onto ``channels`` (mono: average; 5.1: L R C LFE Ls Rs)."""
+    if channels == 2:
+        return np.ascontiguousarray(stereo, dtype=np.float32)
+    if channels == 1:
+        return stereo.mean(axis=1, keepdims=True).astype(np.float32)
+    mid = stereo.mean(axis=1)
+    if channels == 6:
+        cols = [stereo[:, 0] * 0.7, stereo[:, 1] * 0.7, mid * 0.5, mid * 0.3, stereo[:, 0] * 0.4, stereo[:, 1] * 0.4]
+    else:
+        cols = [stereo[:, i % 2] for i in range(channels)]
+    return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
+
+
+def write_audio(path: str, samples: np.ndarray, sample_rate: int, *, cover: bool = False,
+                bitrate: int | None = None) -> None:
+    """Encode ``samples`` (float32 [n, channels]) to ``path``; the codec follows the extension.
+
+    Rates a codec cannot store (mp3 at 96 kHz, Opus at 44.1 kHz) are resampled by FFmpeg to the
+    nearest rate it can. ``cover`` adds a small JPEG as an attached picture (mp3 and m4a), as
+    taggers do, so that decoders must pick the audio stream. Written to a temporary name and
+    renamed, like every montaged output.
+    """
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _CODECS:
+        raise ValueError(f"no codec for extension {ext!r}; use one of {sorted(_CODECS)}")
+    fmt, codec, sample_fmt, rates = _CODECS[ext]
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    channels = samples.shape[1]
+    layout = _LAYOUTS.get(channels)
+    if layout is None:
+        raise ValueError(f"unsupported channel count {channels}")
+    rate = sample_rate
+    if rates is not None and rate not in rates:
+        rate = min(rates, key=lambda r: (abs(r - sample_rate), -r))
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
+    try:
+        # ipod (the usual .m4a muxer) refuses picture streams; plain mp4 writes them as "covr".
+        if cover and ext == ".m4a":
+            fmt = "mp4"
+        with av.open(tmp, "w", format=fmt) as out:
+            stream = out.add_stream(codec, rate=rate, layout=layout)
+            stream.codec_context.format = sample_fmt
+            if bitrate or codec in ("aac", "libmp3lame", "libopus"):
+                stream.codec_context.bit_rate = bitrate or (64000 * min(channels, 2) if codec != "libopus" else 96000)
+            pic = _add_cover(out) if cover and ext in (".mp3", ".m4a") else None
+            if pic is not None:
+                # The picture must be muxed before audio: the mp3 muxer writes it into the ID3 tag.
+                out.mux(pic)
+            frame_size = stream.codec_context.frame_size or 1024
+            resampler = av.AudioResampler(format=sample_fmt, layout=layout, rate=rate, frame_size=frame_size)
+            chunk = 4096
+            planar = np.ascontiguousarray(samples.T)
+            for i in range(0, planar.shape[1], chunk):
+                frame = av.AudioFrame.from_ndarray(planar[:, i : i + chunk], format="fltp", layout=layout)
+                frame.sample_rate = sample_rate
+                frame.pts = i
+                for rframe in resampler.resample(frame):
+                    out.mux(stream.encode(rframe))
+            for rframe in resampler.resample(None):
+                out.mux(stream.encode(rframe))
+            out.mux(stream.encode(None))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _add_cover(out: av.container.OutputContainer):
+    """Add an attached-picture stream (a 64x64 JPEG) and return its single packet."""
+    vs = out.add_stream("mjpeg", rate=1)
+    vs.width, vs.height = 64, 64
+    vs.pix_fmt = "yuvj420p"
+    vs.disposition = av.stream.Disposition.attached_pic
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, :, 0] = np.arange(64, dtype=np.uint8)[None, :] * 4
+    img[:, :, 2] = 200
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuvj420p")
+    packets = vs.encode(frame) + vs.encode(None)
+    return packets[0] if packets else None
+
+
+def make_track(
+    path: str,
+    *,
+    bpm: float = 120.0,
+    duration: float = 8.0,
+    sample_rate: int = 44100,
+    beats_per_bar: int = 4,
+    swing: float = 0.0,
+    drift: float = 0.0,
+    sections: list[tuple[str, int]] | None = None,
+    channels: int = 2,
+    seed: int = 0,
+    cover: bool = False,
+) -> TrackTruth:
+    """Synthesise a track and write it to ``path`` (codec from the extension); return its truth."""
+    samples, sr, truth = synth_track(bpm=bpm, duration=duration, sample_rate=sample_rate,
+                                     beats_per_bar=beats_per_bar, swing=swing, drift=drift,
+                                     sections=sections, channels=channels, seed=seed, path=str(path))
+    write_audio(str(path), samples, sr, cover=cover)
+    log.debug("wrote %s: %.1f BPM, %.1f s, %d beats", path, truth.tempo, truth.duration, len(truth.beats))
+    return truth
