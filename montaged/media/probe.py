@@ -1,0 +1,309 @@
+"""probe(path) -> MediaInfo: what a file is, from its headers and its first frames.
+
+Probing is cheap (headers, the first few seconds of packets, one decoded frame) and strict: a
+file that cannot become a working analysis is refused here with a :class:`MediaError` whose
+message names the file and says what is wrong in plain words:
+
+- empty file, random bytes, text, anything FFmpeg cannot open or decode -> ``not a media file``
+- a still image (JPEG, PNG, WebP, single-picture formats) -> ``not a video or audio file (still
+  image)``
+- header values no camera produces (frame larger than 16384x16384, more than 1000 fps, longer
+  than 48 hours) -> refused *before* any frame is decoded, so a crafted header cannot make the
+  worker allocate gigabytes.
+
+Cover art (an ``attached_pic`` stream in an MP3 or M4A) does not make a file video.
+
+Frame rate and VFR come from packet timestamps (pts), never from "frame index x nominal fps":
+phones record variable frame rate, and analysis must place cuts at the times frames are shown.
+
+Rotation is the clockwise angle a player turns the picture (the display matrix; what the legacy
+``rotate`` tag said): 0, 90, 180 or 270. ``width``/``height`` are the coded size;
+``display_width``/``display_height`` apply the sample aspect ratio and then the rotation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from montaged.errors import MediaError
+
+log = logging.getLogger("montaged.media.probe")
+
+MAX_PIXELS = 16384 * 16384
+MAX_SIDE = 65536
+MAX_FPS = 1000.0
+MAX_DURATION = 48 * 3600.0
+
+# Demuxers that mean "a picture, not a video" whatever the extension says.
+_IMAGE_FORMATS = {"image2", "webp", "gif", "apng", "ico", "bmp"}
+# Video "codecs" FFmpeg derives from text (ANSI art, tty): a .txt file is not footage.
+_TEXT_CODECS = {"ansi", "bintext", "xbin", "idf", "text", "tty"}
+# Codecs that usually carry single pictures (cover art, thumbnails, stills).
+_IMAGE_CODECS = {"mjpeg", "png", "bmp", "webp", "tiff", "gif", "jpeg2000", "jpegls", "ljpeg", "qoi",
+                 "pgm", "ppm", "pbm", "pam", "sgi", "targa", "dds", "exr", "hdr", "jpegxl", "photocd"}
+
+# Packets read to estimate the frame rate and detect VFR: a few seconds, independent of length.
+_RATE_PACKETS = 240
+# Packets tried before declaring the first frame undecodable (long-GOP files may open on a
+# non-key packet after an edit; corrupt heads need a few tries).
+_DECODE_PACKETS = 400
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    kind: str  # "video" | "audio"
+    duration: float  # seconds
+    fps: float  # mean frames per second from pts (0.0 for audio)
+    vfr: bool  # frame durations vary beyond time-base rounding
+    width: int  # coded size
+    height: int
+    display_width: int  # after sample aspect ratio and rotation
+    display_height: int
+    rotation: int  # clockwise degrees for display: 0, 90, 180, 270
+    sar: float  # sample (pixel) aspect ratio, 1.0 = square pixels
+    codec: str  # video codec for video files, audio codec for audio files
+    bit_rate: int  # container bit rate, bits/s (0 if unknown)
+    has_audio: bool
+    audio_codec: str | None
+    sample_rate: int  # 0 if no audio
+    channels: int  # 0 if no audio
+    start_time: float  # pts of the first video frame (or audio sample), seconds
+    frames: int  # estimated frame count (0 for audio)
+    container: str  # FFmpeg demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    video_stream: int | None = None  # stream index used for analysis
+    audio_stream: int | None = None
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _name(path: str) -> str:
+    return os.path.basename(path)
+
+
+def _usable_video_streams(container: av.container.InputContainer) -> list:
+    streams = []
+    for s in container.streams.video:
+        if s.disposition & av.stream.Disposition.attached_pic:
+            continue  # cover art
+        if s.codec_context.name in _TEXT_CODECS:
+            continue
+        streams.append(s)
+    return streams
+
+
+def _is_still(container: av.container.InputContainer, stream) -> bool:
+    fmt = container.format.name
+    if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
+        return True
+    if stream.disposition & av.stream.Disposition.still_image:
+        return True
+    # An image codec with a single frame (e.g. a JPEG in a .mov) is a still, not a clip.
+    return stream.codec_context.name in _IMAGE_CODECS and stream.frames <= 1 and not (
+        stream.duration and stream.time_base and stream.duration * stream.time_base > 0.5)
+
+
+def _rate_of(stream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return float(rate)
+    return 0.0
+
+
+def check_sane(name: str, width: int, height: int, fps: float, duration: float) -> None:
+    """Refuse header values no real recording has, before anything is decoded or allocated."""
+    if width <= 0 or height <= 0:
+        raise MediaError(f"not a media file (no picture size): {name}")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise MediaError(f"frame size {width}x{height} is absurd (limit 16384x16384): {name}")
+    if not math.isfinite(fps) or fps > MAX_FPS:
+        raise MediaError(f"frame rate {fps:g} fps is absurd (limit {MAX_FPS:g}): {name}")
+    if not math.isfinite(duration) or duration > MAX_DURATION:
+        raise MediaError(f"duration {duration:.0f} s is absurd (limit 48 h): {name}")
+
+
+def frame_rate_from_pts(pts: np.ndarray, time_base: Fraction) -> tuple[float, bool]:
+    """(mean fps, vfr) from presentation timestamps (any order, in ``time_base`` ticks).
+
+    A stream is VFR when frame durations differ by more than the rounding of the time base can
+    explain (two ticks, and 2% of the typical duration): 30 fps stored in milliseconds
+    (33, 33, 34, ...) is constant, a phone's 1/30 s frames mixed with 1/24 s frames is not.
+    """
+    pts = np.unique(np.asarray(pts, dtype=np.int64))
+    if len(pts) < 2:
+        return 0.0, False
+    d = np.diff(pts).astype(np.float64)
+    median = float(np.median(d))
+    tb = float(time_base)
+    fps = (len(pts) - 1) / ((pts[-1] - pts[0]) * tb)
+    # The last durations of a stream with B-frames can be irregular after edits: ignore the
+    # extreme 1% so a single odd packet at the end does not flip the verdict.
+    lo, hi = np.percentile(d, [1, 99]) if len(d) >= 100 else (d.min(), d.max())
+    vfr = (hi - lo) > max(2.0, 0.02 * median)
+    return float(fps), bool(vfr)
+
+
+def _snap_fps(fps: float) -> float:
+    """Round to a standard rate when within 0.1% (29.97002997 -> 30000/1001 exactly)."""
+    for rate in (24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0,
+                 100.0, 120.0, 119.88011988011988, 240.0):
+        if abs(fps - rate) <= rate * 0.001:
+            return rate
+    return fps
+
+
+def _scan_head(container, stream, want_pts: int) -> tuple[np.ndarray, object | None]:
+    """pts of the first ``want_pts`` packets of ``stream`` and its first decoded frame.
+
+    One demux pass: packets are only decoded until the first frame comes out (one keyframe), the
+    rest are just read for their timestamps.
+    """
+    pts: list[int] = []
+    first = None
+    tried = 0
+    for packet in container.demux(stream):
+        if packet.pts is not None:
+            pts.append(packet.pts)
+        if first is None and tried < _DECODE_PACKETS:
+            tried += 1
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                log.debug("head decode error in stream %d: %s", stream.index, exc)
+                frames = []
+            if frames:
+                first = frames[0]
+        if first is not None and len(pts) >= want_pts:
+            break
+        if first is None and tried >= _DECODE_PACKETS:
+            break
+    if first is None:
+        try:
+            frames = stream.decode(None)  # flush: a short file may hold its only frame back
+        except av.FFmpegError:
+            frames = []
+        first = frames[0] if frames else None
+    return np.array(pts, dtype=np.int64), first
+
+
+def probe(path: str) -> MediaInfo:
+    """Describe ``path`` or raise :class:`MediaError` with a message for users."""
+    name = _name(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise MediaError(f"file not found: {name}") from None
+    except OSError as exc:
+        raise MediaError(f"cannot read {name}: {exc.strerror}") from None
+    if not os.path.isfile(path):
+        raise MediaError(f"not a media file (not a regular file): {name}")
+    if st.st_size == 0:
+        raise MediaError(f"not a media file (empty): {name}")
+    try:
+        container = av.open(path, metadata_errors="replace")
+    except av.FFmpegError as exc:
+        log.debug("cannot open %s: %s", path, exc)
+        raise MediaError(f"not a media file: {name}") from None
+    except PermissionError:
+        raise MediaError(f"cannot read {name}: permission denied") from None
+    with container:
+        return _probe_open(container, path, name)
+
+
+def _probe_open(container, path: str, name: str) -> MediaInfo:
+    fmt = container.format.name
+    if fmt in ("tty",):
+        raise MediaError(f"not a media file: {name}")
+    videos = _usable_video_streams(container)
+    audios = list(container.streams.audio)
+    if videos and all(_is_still(container, s) for s in videos) and not audios:
+        raise MediaError(f"not a video or audio file (still image): {name}")
+    videos = [s for s in videos if not _is_still(container, s)]
+    if not videos and not audios:
+        raise MediaError(f"not a media file: {name}")
+
+    container_duration = container.duration / av.time_base if container.duration else 0.0
+    bit_rate = int(container.bit_rate or 0)
+    audio = audios[0] if audios else None
+    audio_fields = dict(
+        has_audio=audio is not None,
+        audio_codec=audio.codec.canonical_name if audio else None,
+        sample_rate=int(audio.codec_context.sample_rate or 0) if audio else 0,
+        channels=int(audio.codec_context.channels or 0) if audio else 0,
+        audio_stream=audio.index if audio else None,
+    )
+
+    if not videos:
+        return _probe_audio(container, audio, name, fmt, container_duration, bit_rate, audio_fields)
+
+    # Prefer the largest picture when a file has several video streams (a camera's proxy track).
+    video = max(videos, key=lambda s: s.codec_context.width * s.codec_context.height)
+    cc = video.codec_context
+    width, height = int(cc.width), int(cc.height)
+    tb = video.time_base or Fraction(1, 90000)
+    stream_duration = float(video.duration * tb) if video.duration else 0.0
+    duration = stream_duration or container_duration
+    header_fps = _rate_of(video)
+    check_sane(name, width, height, header_fps, duration)
+
+    pts, first = _scan_head(container, video, _RATE_PACKETS)
+    fps, vfr = frame_rate_from_pts(pts, tb)
+    if fps <= 0:
+        fps = header_fps
+    fps = _snap_fps(fps) if not vfr else fps
+    check_sane(name, width, height, fps, duration)
+    if fps <= 0:
+        raise MediaError(f"not a media file (no frame rate): {name}")
+
+    if first is None:
+        raise MediaError(f"not a media file (no decodable video frame): {name}")
+    rotation = int(round(-(first.rotation or 0))) % 360
+    rotation = (int(round(rotation / 90.0)) * 90) % 360
+
+    sar_frac = video.sample_aspect_ratio or cc.sample_aspect_ratio
+    sar = float(sar_frac) if sar_frac and sar_frac > 0 else 1.0
+    if not (0.1 <= sar <= 10.0):
+        sar = 1.0
+    display_width, display_height = int(round(width * sar)), height
+    if rotation in (90, 270):
+        display_width, display_height = display_height, display_width
+
+    if len(pts):
+        start_time = float(np.min(pts) * tb)
+    elif video.start_time is not None:
+        start_time = float(video.start_time * tb)
+    else:
+        start_time = 0.0
+    frames = int(video.frames) if video.frames else int(round(duration * fps))
+    return MediaInfo(
+        kind="video", duration=float(duration), fps=float(fps), vfr=vfr, width=width, height=height,
+        display_width=display_width, display_height=display_height, rotation=rotation, sar=sar,
+        codec=video.codec.canonical_name, bit_rate=bit_rate, start_time=start_time, frames=frames, container=fmt,
+        video_stream=video.index, **audio_fields,
+    )
+
+
+def _probe_audio(container, audio, name: str, fmt: str, container_duration: float, bit_rate: int,
+                 audio_fields: dict) -> MediaInfo:
+    tb = audio.time_base or Fraction(1, audio.codec_context.sample_rate or 1)
+    duration = float(audio.duration * tb) if audio.duration else container_duration
+    if not math.isfinite(duration) or duration > MAX_DURATION:
+        raise MediaError(f"duration {duration:.0f} s is absurd (limit 48 h): {name}")
+    if audio_fields["sample_rate"] <= 0 or audio_fields["channels"] <= 0:
+        raise MediaError(f"not a media file (no audio format): {name}")
+    _, first = _scan_head(container, audio, 0)
+    if first is None:
+        raise MediaError(f"not a media file (no decodable audio): {name}")
+    start_time = float(audio.start_time * tb) if audio.start_time is not None else 0.0
+    return MediaInfo(
+        kind="audio", duration=duration, fps=0.0, vfr=False, width=0, height=0, display_width=0,
+        display_height=0, rotation=0, sar=1.0, codec=audio.codec.canonical_name, bit_rate=bit_rate,
+        start_time=start_time, frames=0, container=fmt, video_stream=None, **audio_fields,
+    )
