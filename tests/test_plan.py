@@ -1,0 +1,284 @@
+"""Edit planning rules, on synthetic feature dicts (no media needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from montaged.errors import RenderError
+from montaged.montage.plan import MIN_SHOT, REUSE_CAP, EditList, output_size, plan_edit
+
+FPS = 30
+
+
+def music(bpm=120.0, duration=90.0, bpb=4, intro_bars=4, first=0.23, levels=("low", "mid", "high", "low", "high")):
+    """Beats from ``first`` on; sections of 8 bars each cycling through ``levels`` after the intro."""
+    period = 60.0 / bpm
+    beats = np.round(np.arange(first, duration - 0.05, period), 6)
+    downbeats = beats[::bpb]
+    phrases = downbeats[::4]
+    bar = period * bpb
+    intro_end = float(downbeats[intro_bars]) if intro_bars else 0.0
+    sections = [{"start": 0.0, "end": intro_end, "level": "low"}] if intro_bars else []
+    t, i = intro_end, 0
+    while t < duration:
+        end = min(duration, t + 8 * bar)
+        sections.append({"start": t, "end": end, "level": levels[i % len(levels)]})
+        t, i = end, i + 1
+    energy = np.zeros(int(duration * 10), dtype=np.float32)
+    for s in sections:
+        energy[int(s["start"] * 10):int(s["end"] * 10)] = {"low": 0.15, "mid": 0.5, "high": 0.9}[s["level"]]
+    features = {"duration": duration, "tempo": bpm, "beats": beats.tolist(), "downbeats": downbeats.tolist(),
+                "phrases": phrases.tolist(), "beats_per_bar": bpb, "confidence": 0.9, "energy_hz": 10,
+                "sections": sections, "intro_end": intro_end}
+    return ("track.m4a", features, {"energy": energy})
+
+
+def clip(name, scene_lengths, *, fps=30.0, seed=0, width=320, height=180, rotation=0, motion_peak=None):
+    rng = np.random.default_rng(seed)
+    bounds = np.round(np.concatenate([[0], np.cumsum(np.round(np.asarray(scene_lengths) * fps))])).astype(int)
+    n_frames = int(bounds[-1])
+    frame_times = np.arange(n_frames) / fps
+    scenes = []
+    for i in range(len(scene_lengths)):
+        a, b = int(bounds[i]), int(bounds[i + 1])
+        scenes.append({"start": a / fps, "end": b / fps, "start_frame": a, "end_frame": b,
+                       "motion": float(rng.random()), "sharpness": float(rng.random()),
+                       "brightness": float(rng.uniform(0.3, 0.7)), "contrast": 0.5, "colorfulness": 0.5,
+                       "signature": rng.random(16).tolist(), "best_in": a / fps})
+    motion = rng.random(n_frames).astype(np.float32) * 0.1
+    if motion_peak is not None:
+        a, b = (int(x * fps) for x in motion_peak)
+        motion[a:b] = 5.0
+    dw, dh = (height, width) if rotation % 180 else (width, height)
+    features = {"duration": n_frames / fps, "fps": fps, "width": width, "height": height, "display_width": dw,
+                "display_height": dh, "rotation": rotation, "sar": 1.0, "scenes": scenes}
+    return (name, features, {"frame_times": frame_times, "motion": motion})
+
+
+def plenty(n=6, seed=0):
+    return [clip(f"clip{i:02d}.mp4", [6.0, 8.0, 5.0, 9.0, 7.0], seed=seed + i) for i in range(n)]
+
+
+def plan(clips=None, track=None, **kw):
+    args = dict(duration=45.0, style="dynamic", fps=FPS, width=640, height=360, seed=1)
+    args.update(kw)
+    return plan_edit(clips if clips is not None else plenty(), track or music(), **args)
+
+
+def scene_of(clips, cut):
+    by_name = {name: f for name, f, _ in clips}
+    return by_name[cut.source]["scenes"][cut.scene]
+
+
+def test_cuts_start_on_beats_on_the_frame_grid():
+    track = music(bpm=123.0, first=0.317)
+    edit = plan(track=track)
+    beats = np.asarray(track[1]["beats"])
+    assert edit.cuts[0].record_in == 0.0
+    for cut in edit.cuts:
+        frames = cut.record_in * FPS
+        assert abs(frames - round(frames)) < 1e-4  # exactly on the output frame grid
+        beat_time = beats[edit.first_beat + cut.beat] - edit.music_offset
+        assert abs(cut.record_in - beat_time) <= 0.5 / FPS + 1e-9  # and within half a frame of its beat
+    # Contiguous timeline, ending at the duration.
+    for a, b in zip(edit.cuts, edit.cuts[1:]):
+        assert a.record_out == b.record_in
+    assert edit.cuts[-1].record_out == edit.duration
+
+
+def test_no_drift_over_a_long_preview():
+    # 127 BPM: a beat is 14.17 frames, so summing rounded durations would drift by minutes' end.
+    track = music(bpm=127.0, duration=400.0, first=0.1)
+    edit = plan(track=track, duration=300.0)
+    beats = np.asarray(track[1]["beats"])
+    errors = [abs(c.record_in - (beats[edit.first_beat + c.beat] - edit.music_offset)) for c in edit.cuts]
+    assert max(errors) <= 0.5 / FPS + 1e-9
+
+
+def test_starts_on_a_downbeat_after_the_quiet_intro():
+    track = music(intro_bars=4)
+    edit = plan(track=track)
+    f = track[1]
+    assert edit.music_offset in f["downbeats"]
+    assert edit.music_offset >= f["intro_end"] - 1e-9
+    assert f["beats"][edit.first_beat] == edit.music_offset
+    no_intro = plan(track=music(intro_bars=0))
+    assert no_intro.music_offset == 0.23 and no_intro.first_beat == 0
+
+
+def test_ends_on_a_phrase_within_a_bar_with_a_fade_over_the_last_bar():
+    track = music(bpm=120.0)
+    bar = 2.0
+    phrases = np.asarray(track[1]["phrases"])
+    downbeats = np.asarray(track[1]["downbeats"])
+    # Phrases every 4 bars (8 s) from the start at 8.23 s: 17 and 31 s have a phrase within a bar,
+    # 45 s does not (the nearest are 3 s away), so it ends on a downbeat instead.
+    for requested, on in ((17.0, phrases), (31.0, phrases), (45.0, downbeats)):
+        edit = plan(track=track, duration=requested)
+        assert abs(edit.duration - requested) <= bar + 1e-6
+        end_in_music = edit.music_offset + edit.duration
+        assert min(abs(on - end_in_music)) <= 0.5 / FPS + 1e-6
+        assert edit.fade_duration == pytest.approx(bar)
+        assert edit.fade_start + edit.fade_duration == pytest.approx(edit.duration)
+
+
+def test_capped_by_the_music():
+    track = music(duration=30.0, intro_bars=2)
+    edit = plan(track=track, duration=60.0)
+    assert edit.music_offset + edit.duration <= 30.0
+    assert edit.duration > 20.0
+    assert any("shorter than the 60 s" in w for w in edit.warnings)
+
+
+def test_never_the_same_source_twice_in_a_row():
+    for seed in range(5):
+        edit = plan(clips=plenty(3, seed), seed=seed, style="energetic")
+        for a, b in zip(edit.cuts, edit.cuts[1:]):
+            assert a.source != b.source
+
+
+def test_no_segment_crosses_a_detected_cut():
+    clips = [clip(f"c{i}.mp4", [1.0, 0.7, 2.5, 1.3, 4.0, 0.9], seed=i, fps=[25.0, 30.0, 29.97][i % 3]) for i in range(5)]
+    edit = plan(clips=clips, duration=30.0, style="energetic")
+    assert edit.cuts
+    for cut in edit.cuts:
+        s = scene_of(clips, cut)
+        assert s["start"] - 1e-6 <= cut.source_in  # times are rounded to the microsecond
+        assert cut.source_out <= s["end"] + 1e-6
+        assert cut.source_out - cut.source_in == pytest.approx(cut.record_out - cut.record_in, abs=1e-5)
+
+
+def test_in_points_sit_on_the_source_frame_grid():
+    clips = [clip(f"c{i}.mp4", [6.0, 6.0], seed=i, fps=25.0) for i in range(4)]
+    edit = plan(clips=clips, duration=20.0)
+    for cut in edit.cuts:
+        assert abs(cut.source_in * 25.0 - round(cut.source_in * 25.0)) < 1e-4
+
+
+def test_shots_never_shorter_than_min_shot():
+    for bpm, style in ((180.0, "energetic"), (200.0, "energetic"), (90.0, "calm"), (160.0, "dynamic")):
+        edit = plan(track=music(bpm=bpm), style=style, duration=30.0)
+        assert min(c.record_out - c.record_in for c in edit.cuts) >= MIN_SHOT - 1e-9
+
+
+def test_beats_per_cut_follow_style_and_section():
+    track = music(bpm=120.0, duration=120.0)
+    sections = track[1]["sections"]
+
+    def beats_by_level(edit):
+        out = {"low": [], "mid": [], "high": []}
+        for a, b in zip(edit.cuts, edit.cuts[1:]):
+            t = edit.music_offset + a.record_in
+            level = next(s["level"] for s in sections if s["start"] <= t < s["end"])
+            out[level].append(b.beat - a.beat)
+        return {k: float(np.median(v)) for k, v in out.items() if v}
+
+    dynamic = beats_by_level(plan(track=track, duration=90.0, clips=plenty(8)))
+    assert dynamic == {"low": 8.0, "mid": 4.0, "high": 2.0}
+    calm = beats_by_level(plan(track=track, duration=90.0, style="calm", clips=plenty(8)))
+    energetic = beats_by_level(plan(track=track, duration=90.0, style="energetic", clips=plenty(8)))
+    for level in ("low", "mid", "high"):
+        assert calm[level] > dynamic[level] > energetic[level]
+
+
+def test_reproducible_with_a_seed_and_different_with_another():
+    a = plan(seed=7).to_dict()
+    b = plan(seed=7).to_dict()
+    assert json.dumps(a) == json.dumps(b)
+    c = plan(seed=8).to_dict()
+    assert [x["source"] for x in a["cuts"]] != [x["source"] for x in c["cuts"]] or \
+        [x["source_in"] for x in a["cuts"]] != [x["source_in"] for x in c["cuts"]]
+
+
+def test_unused_scenes_first_and_reuse_cap():
+    edit = plan(clips=plenty(8), duration=40.0)
+    used = [(c.source, c.scene) for c in edit.cuts]
+    assert len(used) == len(set(used))  # plenty of footage: nothing reused
+    # Little footage: reuse happens, but never beyond the cap, with a different in-point.
+    few = [clip("a.mp4", [5.0, 5.0], seed=1), clip("b.mp4", [5.0, 5.0], seed=2)]
+    edit = plan(clips=few, duration=40.0)
+    counts: dict = {}
+    for c in edit.cuts:
+        counts.setdefault((c.source, c.scene), []).append(c.source_in)
+    assert max(len(v) for v in counts.values()) <= REUSE_CAP
+    assert any(len(v) > 1 for v in counts.values())
+
+
+def test_too_little_footage_gives_a_shorter_preview_and_a_warning():
+    few = [clip("a.mp4", [2.0], seed=1), clip("b.mp4", [2.0], seed=2)]
+    edit = plan(clips=few, duration=40.0)
+    assert edit.duration < 20.0
+    assert any("not enough footage" in w for w in edit.warnings)
+    for cut in edit.cuts:
+        s = scene_of(few, cut)
+        assert cut.source_out <= s["end"] + 1e-6
+
+
+def test_scenes_shorter_than_any_shot_are_an_error():
+    tiny = [clip("a.mp4", [0.2, 0.2], seed=1), clip("b.mp4", [0.3], seed=2)]
+    with pytest.raises(RenderError, match="too short"):
+        plan(clips=tiny)
+
+
+def test_motion_follows_energy():
+    clips = plenty(10)
+    track = music(duration=120.0)
+    edit = plan(clips=clips, track=track, duration=100.0, style="energetic")
+    sections = track[1]["sections"]
+    motion = {"low": [], "high": []}
+    for cut in edit.cuts:
+        t = edit.music_offset + cut.record_in
+        level = next(s["level"] for s in sections if s["start"] <= t < s["end"])
+        if level in motion:
+            motion[level].append(scene_of(clips, cut)["motion"])
+    assert np.mean(motion["high"]) > np.mean(motion["low"]) + 0.1
+
+
+def test_in_point_at_the_most_active_window():
+    clips = [clip("peak.mp4", [30.0], seed=1, motion_peak=(21.0, 22.0)), clip("flat.mp4", [30.0], seed=2)]
+    edit = plan(clips=clips, duration=12.0, style="calm")
+    first_peak = next(c for c in edit.cuts if c.source == "peak.mp4")
+    assert first_peak.source_in <= 21.0 and first_peak.source_out >= 22.0
+
+
+def test_output_size_and_aspect():
+    landscape = plenty(3)
+    portrait = [clip(f"p{i}.mp4", [6.0, 6.0], rotation=90, seed=i) for i in range(3)]
+    assert output_size("auto", [f for _, f, _ in landscape], 640, 360)[:2] == (640, 360)
+    assert output_size("auto", [f for _, f, _ in portrait], 640, 360)[:2] == (360, 640)
+    assert output_size("auto", [f for _, f, _ in portrait + landscape[:2]], 640, 360)[:2] == (360, 640)
+    assert output_size("1:1", [], 640, 360)[:2] == (360, 360)
+    assert output_size("9:16", [], 640, 360) == (360, 640, "9:16")
+    assert output_size("16:9", [], 360, 640)[:2] == (640, 360)
+    edit = plan(clips=portrait)
+    assert (edit.width, edit.height, edit.aspect) == (360, 640, "9:16")
+
+
+def test_no_beats_falls_back_to_a_grid_with_a_warning():
+    name, features, arrays = music()
+    features = dict(features, beats=[], downbeats=[], phrases=[], tempo=0.0, intro_end=0.0, sections=[])
+    edit = plan(track=(name, features, {}), duration=20.0)
+    assert edit.cuts and any("no beat" in w for w in edit.warnings)
+
+
+def test_single_clip_alternates_scenes_with_a_warning():
+    one = [clip("only.mp4", [5.0, 5.0, 5.0, 5.0], seed=3)]
+    edit = plan(clips=one, duration=20.0)
+    for a, b in zip(edit.cuts, edit.cuts[1:]):
+        assert a.scene != b.scene
+    assert any("only one clip" in w for w in edit.warnings)
+
+
+def test_edit_list_round_trips_and_matches_the_contract():
+    edit = plan(folder="/srv/ingest/hike", title="Hike")
+    d = edit.to_dict()
+    assert d["version"] == 1
+    for key in ("folder", "fps", "width", "height", "duration", "music", "cuts"):
+        assert key in d
+    assert set(d["music"]) >= {"path", "offset", "tempo"}
+    assert set(d["cuts"][0]) == {"index", "record_in", "record_out", "source", "source_in", "source_out", "scene",
+                                 "beat", "score"}
+    assert EditList.from_dict(json.loads(json.dumps(d))) == edit
