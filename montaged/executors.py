@@ -1,0 +1,288 @@
+"""Where jobs run: a local process pool (default) or, later, a Dask cluster, behind one interface.
+
+The daemon hands a job and a module-level function to :meth:`LocalExecutor.submit` and collects
+:class:`Outcome`s with :meth:`LocalExecutor.poll`. Workers never touch the database.
+
+Why per-job bookkeeping around ``concurrent.futures.ProcessPoolExecutor``: when one worker dies
+(segfault, ``os._exit``, the OOM killer), the pool breaks and *every* running future fails with
+``BrokenProcessPool``. Each worker reports its pid when it starts a job, so after a breakage the
+job whose worker died on its own (exit code other than the SIGTERM the pool sends the rest) is
+charged an attempt, and the others are requeued uncharged. The pool is then rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from montaged.errors import MediaError, ManifestError, MontagedError
+
+log = logging.getLogger("montaged.executors")
+
+
+@dataclass
+class Outcome:
+    job: Any  # jobs.Job
+    result: Any = None
+    error: str | None = None
+    retryable: bool = True
+    charged: bool = True  # False: requeue without charging an attempt (another job broke the pool)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Running:
+    job: Any
+    future: Future
+    pool: str
+    started: float = field(default_factory=time.monotonic)
+    pid: int | None = None
+    killed_reason: str | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Worker side
+
+_progress_queue = None
+_current_job: int | None = None
+
+
+def _worker_init(progress_queue) -> None:
+    global _progress_queue
+    _progress_queue = progress_queue
+    # Ctrl-C in a foreground daemon reaches the whole process group: the daemon decides what
+    # happens to running jobs, so workers ignore SIGINT (as rq's work-horse does).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def report_progress(fraction: float) -> None:
+    """Progress callback handed to analysis and render functions inside a worker."""
+    if _progress_queue is not None and _current_job is not None:
+        try:
+            _progress_queue.put_nowait(("progress", _current_job, float(fraction), os.getpid()))
+        except (queue.Full, OSError, ValueError):
+            pass  # progress is advisory; never let it fail a job
+
+
+def _run(job_id: int, fn: Callable, args: tuple) -> Any:
+    global _current_job
+    _current_job = job_id
+    if _progress_queue is not None:
+        _progress_queue.put(("start", job_id, 0.0, os.getpid()))
+    try:
+        return fn(*args)
+    finally:
+        _current_job = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Daemon side
+
+
+def classify_error(exc: BaseException) -> tuple[str, bool]:
+    """(message for people, retryable?). Bad input is not retried; anything else may be passing."""
+    if isinstance(exc, (MediaError, ManifestError)):
+        return str(exc), False
+    if isinstance(exc, MontagedError):
+        return str(exc), True
+    if isinstance(exc, MemoryError):
+        return "ran out of memory", True
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None) else ""), True
+    return f"internal error: {type(exc).__name__}: {exc}", True
+
+
+class LocalExecutor:
+    """Process pools on this machine: ``analysis`` (``processes`` workers) and ``render`` (one
+    warm worker, so a preview never queues behind analysis and starts without import cost)."""
+
+    kind = "process"
+
+    def __init__(self, processes: int, *, render_processes: int = 1):
+        self.sizes = {"analysis": processes or os.cpu_count() or 1, "render": max(1, render_processes)}
+        self._ctx = multiprocessing.get_context("spawn")
+        self._progress = self._ctx.Queue()
+        self._pools: dict[str, ProcessPoolExecutor | None] = {"analysis": None, "render": None}
+        self._running: dict[int, _Running] = {}
+        self.pool_rebuilds = 0
+        self.progress: dict[int, float] = {}
+
+    def info(self) -> dict:
+        return {"kind": self.kind, "workers": sum(self.sizes.values()), "scheduler": None, "error": None}
+
+    def _pool(self, name: str) -> ProcessPoolExecutor:
+        pool = self._pools[name]
+        if pool is None:
+            pool = ProcessPoolExecutor(
+                max_workers=self.sizes[name], mp_context=self._ctx,
+                initializer=_worker_init, initargs=(self._progress,),
+            )
+            self._pools[name] = pool
+        return pool
+
+    def free_slots(self, pool: str) -> int:
+        busy = sum(1 for r in self._running.values() if r.pool == pool)
+        return self.sizes[pool] - busy
+
+    def submit(self, job, pool: str, fn: Callable, *args) -> None:
+        future = self._pool(pool).submit(_run, job.id, fn, args)
+        self._running[job.id] = _Running(job, future, pool)
+
+    def running_jobs(self) -> list:
+        return [r.job for r in self._running.values()]
+
+    def drain_progress(self) -> dict[int, float]:
+        """Read worker messages; returns {job id: fraction} of jobs that reported progress."""
+        changed = {}
+        while True:
+            try:
+                kind, job_id, fraction, pid = self._progress.get_nowait()
+            except queue.Empty:
+                break
+            except (OSError, EOFError, ValueError):
+                break
+            run = self._running.get(job_id)
+            if run is None:
+                continue
+            if kind == "start":
+                run.pid = pid
+            else:
+                changed[job_id] = fraction
+        self.progress.update(changed)
+        return changed
+
+    def elapsed(self, job_id: int) -> float:
+        run = self._running.get(job_id)
+        return time.monotonic() - run.started if run else 0.0
+
+    def kill(self, job_id: int, reason: str) -> None:
+        """Stop a job now (its timeout ran out): kill its worker; the pool breaks and is rebuilt."""
+        self.drain_progress()
+        run = self._running.get(job_id)
+        if run is None:
+            return
+        run.killed_reason = reason
+        if run.pid:
+            try:
+                os.kill(run.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        else:
+            run.future.cancel()
+
+    def poll(self) -> list[Outcome]:
+        """Outcomes of the jobs that ended since the last call."""
+        self.drain_progress()
+        done = [r for r in self._running.values() if r.future.done()]
+        if not done:
+            return []
+        outcomes: list[Outcome] = []
+        broken_pools = set()
+        for run in done:
+            exc = run.future.exception() if not run.future.cancelled() else None
+            if isinstance(exc, BrokenProcessPool):
+                broken_pools.add(run.pool)
+                continue
+            del self._running[run.job.id]
+            self.progress.pop(run.job.id, None)
+            if run.future.cancelled():
+                outcomes.append(Outcome(run.job, error=run.killed_reason or "cancelled", charged=run.killed_reason is not None))
+            elif exc is not None:
+                message, retryable = classify_error(exc)
+                outcomes.append(Outcome(run.job, error=message, retryable=retryable))
+            else:
+                outcomes.append(Outcome(run.job, result=run.future.result()))
+        for pool in broken_pools:
+            outcomes += self._recover_broken(pool)
+        return outcomes
+
+    def _recover_broken(self, pool_name: str) -> list[Outcome]:
+        """A worker of ``pool_name`` died: blame its job, requeue the others, rebuild the pool."""
+        pool = self._pools[pool_name]
+        processes = dict(getattr(pool, "_processes", None) or {})
+        runs = [r for r in self._running.values() if r.pool == pool_name]
+        # Wait until every running future of this pool has failed (they fail together).
+        for r in runs:
+            try:
+                r.future.exception(timeout=10)
+            except Exception as exc:  # noqa: BLE001 - only waiting for the future to settle
+                log.debug("future of job %s did not settle: %s", r.job.id, exc)
+        self.drain_progress()
+        exit_codes = {pid: proc.exitcode for pid, proc in processes.items()}
+        outcomes = []
+        culprits = []
+        for r in runs:
+            code = exit_codes.get(r.pid)
+            if r.killed_reason or (r.pid is not None and code not in (None, -signal.SIGTERM)):
+                culprits.append((r, code))
+        if not culprits:
+            # Could not tell who died (it had not reported its pid): charge those without a pid.
+            culprits = [(r, exit_codes.get(r.pid)) for r in runs if r.pid is None] or [(r, None) for r in runs]
+        blamed = {id(r) for r, _ in culprits}
+        for r, code in culprits:
+            outcomes.append(Outcome(r.job, error=r.killed_reason or _death_message(code), retryable=True))
+        for r in runs:
+            if id(r) not in blamed:
+                outcomes.append(Outcome(r.job, error="interrupted by another job's crash", charged=False))
+            del self._running[r.job.id]
+            self.progress.pop(r.job.id, None)
+        self._pools[pool_name] = None
+        pool.shutdown(wait=False, cancel_futures=True)
+        self.pool_rebuilds += 1
+        log.warning("a %s worker died; the pool is rebuilt and the other jobs are requeued", pool_name)
+        return outcomes
+
+    def shutdown(self, *, wait: bool, timeout: float = 0.0) -> list:
+        """Stop the pools. With ``wait``, running jobs get ``timeout`` seconds to finish first.
+        Returns the jobs that were still running (to be resumed by the next start)."""
+        if wait and self._running:
+            deadline = time.monotonic() + timeout
+            while self._running and time.monotonic() < deadline:
+                if not any(not r.future.done() for r in self._running.values()):
+                    break
+                time.sleep(0.05)
+        unfinished = [r.job for r in self._running.values() if not r.future.done()]
+        for name, pool in self._pools.items():
+            if pool is None:
+                continue
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                if proc.is_alive():
+                    proc.kill()
+            for proc in processes:
+                proc.join(timeout=5)
+            self._pools[name] = None
+        return unfinished
+
+
+def _death_message(code: int | None) -> str:
+    if code is None:
+        return "the worker process died"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"the worker process was killed by {name}{hint}"
+    return f"the worker process exited with status {code}"
+
+
+def make_executor(settings) -> LocalExecutor:
+    if settings.workers.executor == "dask":
+        from montaged.dask_executor import DaskExecutor  # optional dependency
+
+        return DaskExecutor(settings)
+    return LocalExecutor(settings.workers.processes, render_processes=1)

@@ -1,0 +1,52 @@
+"""``montaged preview FOLDER`` without a daemon: reuse what the store already analysed (read-only),
+analyse the rest in this process, then plan, render and export exactly as the daemon does."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+from montaged.analysis import Analysis, analyze_path
+from montaged.config import Settings
+from montaged.digest import file_digest
+from montaged.errors import StoreError
+
+log = logging.getLogger("montaged.oneshot")
+
+
+def default_out_dir(settings: Settings, folder: Path) -> Path:
+    """Where the daemon would put this folder's preview: output/<folder relative to its root>."""
+    for root in settings.paths.watch:
+        if folder == root or folder.is_relative_to(root):
+            return settings.paths.output / folder.relative_to(root)
+    return settings.paths.output / folder.name
+
+
+def cached_analyzer(settings: Settings, say: Callable[[str], None] | None = None) -> Callable[[str], Analysis]:
+    """An ``analyze(path)`` that returns stored features when the daemon's store has them."""
+    from montaged.store import Store
+
+    store = None
+    if (settings.paths.state / "montaged.db").exists():
+        try:
+            store = Store(settings.paths.state, readonly=True)
+        except StoreError as exc:
+            log.warning("not using the stored features: %s", exc)
+
+    def analyze(path) -> Analysis:
+        if store is not None:
+            found = store.get_features(file_digest(str(path)))
+            if found is not None:
+                return found
+        if say:
+            say(f"analysing {path}")
+        return analyze_path(str(path))
+
+    return analyze
+
+
+def preview_once(settings: Settings, folder: Path, out_dir: Path, log: Callable[[str], None] | None = None):
+    from montaged.montage.preview import preview_folder
+
+    return preview_folder(folder, out_dir, settings.preview, analyze=cached_analyzer(settings, log))

@@ -1,0 +1,54 @@
+"""The functions that run inside worker processes (local pool or Dask workers).
+
+They are pure with respect to the state store: a path or a plan in, results out. The daemon's
+main process stores what they return.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from montaged.analysis import Analysis, analyze_path
+from montaged.executors import report_progress
+
+# Fault injection for the test suite, active only when MONTAGED_TEST_HOOKS=1 is in the worker's
+# environment: a file whose name starts with one of these makes the worker misbehave on purpose.
+TEST_HOOKS = {"__exit__": "os._exit", "__hang__": "hang", "__segv__": "SIGSEGV", "__kill__": "SIGKILL"}
+
+
+def _test_hook(path: str) -> None:
+    if os.environ.get("MONTAGED_TEST_HOOKS") != "1":
+        return
+    name = os.path.basename(path)
+    if name.startswith("__exit__"):
+        os._exit(1)
+    if name.startswith("__hang__"):
+        import time
+
+        time.sleep(3600)
+    if name.startswith("__segv__"):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if name.startswith("__kill__"):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def analyze_task(path: str) -> Analysis:
+    _test_hook(path)
+    return analyze_path(path, report_progress)
+
+
+def render_task(payload: dict) -> dict:
+    """Render a planned preview and write its edit lists. Returns {output name: path}."""
+    from montaged.config import PreviewConfig
+    from montaged.montage.plan import EditList
+    from montaged.montage.preview import write_outputs
+
+    edit = EditList.from_dict(payload["edit"])
+    settings = PreviewConfig(**payload["preview"])
+    outputs = write_outputs(edit, Path(payload["folder"]), Path(payload["out_dir"]), settings, progress=report_progress)
+    return {name: str(p) for name, p in outputs.items()}
