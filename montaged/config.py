@@ -178,7 +178,7 @@ def _build(data: dict, *, base: Path, source: Path | None, check_paths: bool) ->
                     problems.append(f"{where}: {label}: {problem}")
                     continue
                 values[key] = value
-                origins[label] = str(source)
+                origins[label] = str(source) if source else "config"
             else:
                 origins[label] = "default"
         try:
@@ -255,15 +255,17 @@ def _coerce(f: dataclasses.Field, value: Any, base: Path) -> tuple[Any, str | No
 
 
 def _resolve_paths(paths: PathsConfig, base: Path, origins: dict) -> PathsConfig:
-    def absolute(p: Path) -> Path:
+    def absolute(p, key: str) -> Path:
         p = Path(p).expanduser()
-        return p if p.is_absolute() else base / p
+        # Values from a file are relative to the file; built-in defaults to the working directory.
+        anchor = base if origins.get(key, "default") != "default" else Path.cwd()
+        return p if p.is_absolute() else anchor / p
 
-    state = absolute(paths.state) if str(paths.state) else default_state_dir()
+    state = absolute(paths.state, "paths.state") if str(paths.state) else default_state_dir()
     if not str(paths.state):
         origins["paths.state"] = "$STATE_DIRECTORY" if os.environ.get("STATE_DIRECTORY") else "default (XDG state directory)"
-    watch = tuple(_normalise(absolute(w)) for w in paths.watch)
-    return PathsConfig(watch=watch, output=_normalise(absolute(paths.output)), state=_normalise(absolute(state)))
+    watch = tuple(_normalise(absolute(w, "paths.watch")) for w in paths.watch)
+    return PathsConfig(watch=watch, output=_normalise(absolute(paths.output, "paths.output")), state=_normalise(state))
 
 
 def _normalise(p: Path) -> Path:
