@@ -41,10 +41,13 @@ def analyze_path(path: str, progress: Progress | None = None) -> Analysis:
     not usable media.
     """
     from montaged import media
-    from montaged.analysis import audio, video
 
     progress = progress or _no_progress
     info = media.probe(path)
     if info.kind == "video":
-        return video.analyze_video(path, info, progress)
-    return audio.analyze_audio(path, info, progress)
+        from montaged.analysis.video import analyze_video
+
+        return analyze_video(path, info, progress)
+    from montaged.analysis.audio import analyze_audio
+
+    return analyze_audio(path, info, progress)
