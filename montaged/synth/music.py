@@ -29,7 +29,7 @@ _ARRANGEMENT = {
     #            pad   stabs bass  kick  snare hat   crash level
     "intro":     (0.30, 0.55, 0.00, 0.00, 0.00, 0.00, 0.0, "low"),
     "verse":     (0.20, 0.00, 0.50, 0.85, 0.55, 0.22, 0.5, "mid"),
-    "breakdown": (0.35, 0.40, 0.30, 0.00, 0.35, 0.18, 0.0, "low"),
+    "breakdown": (0.30, 0.30, 0.20, 0.00, 0.20, 0.12, 0.0, "low"),
     "drop":      (0.30, 0.25, 0.75, 1.00, 0.75, 0.32, 0.7, "high"),
     "outro":     (0.30, 0.50, 0.25, 0.00, 0.00, 0.15, 0.0, "low"),
 }
@@ -65,19 +65,22 @@ class TrackTruth:
 def default_sections(n_bars: int) -> list[tuple[str, int]]:
     """The standard layout: intro, verse, breakdown, drop, outro, in proportion 2:4:2:6:2.
 
-    Tracks shorter than 16 bars are too short for an arrangement: they get verse then drop, so
-    that tiny test files are all beat.
+    Sections are whole 4-bar phrases, as in most popular music (the phrase analysis relies on
+    it). Tracks shorter than 20 bars are too short for an arrangement: they get verse then drop,
+    so that tiny test files are all beat.
     """
-    if n_bars < 16:
+    if n_bars < 20:
         half = max(1, n_bars // 2)
         return [("verse", half), ("drop", max(1, n_bars - half))]
-    unit = n_bars / 16.0
-    intro = max(2, int(round(2 * unit)))
-    verse = max(2, int(round(4 * unit)))
-    breakdown = max(2, int(round(2 * unit)))
-    outro = max(2, int(round(2 * unit)))
-    drop = max(2, n_bars - intro - verse - breakdown - outro)
-    return [("intro", intro), ("verse", verse), ("breakdown", breakdown), ("drop", drop), ("outro", outro)]
+    phrases = n_bars // 4
+    unit = phrases / 16.0
+    intro = max(1, int(round(2 * unit)))
+    verse = max(1, int(round(4 * unit)))
+    breakdown = max(1, int(round(2 * unit)))
+    outro = max(1, int(round(2 * unit)))
+    drop = max(1, phrases - intro - verse - breakdown - outro)
+    return [("intro", 4 * intro), ("verse", 4 * verse), ("breakdown", 4 * breakdown), ("drop", 4 * drop),
+            ("outro", 4 * outro + n_bars % 4)]
 
 
 def beat_times(bpm: float, duration: float, drift: float = 0.0, offset: float = 0.0) -> np.ndarray:
