@@ -131,13 +131,25 @@ def normalize_onset(env: np.ndarray, fps: float) -> np.ndarray:
     if len(env) == 0:
         return env
     w = max(3, int(round(fps * 1.0)) | 1)
-    kernel = np.ones(w, np.float32) / w
-    local = np.convolve(env, kernel, mode="same")
+    local = moving_average(env, w)
     # Divide by the local mean too: sections at different loudness give comparable onsets.
-    local_scale = np.convolve(np.abs(env), np.ones(w * 4, np.float32) / (w * 4), mode="same")
+    local_scale = moving_average(env, 4 * w + 1)
     out = np.maximum(0.0, env - local) / (local_scale + 1e-3 * (float(local_scale.max()) or 1.0) + 1e-9)
     sd = float(out.std())
     return (out / sd).astype(np.float32) if sd > 0 else out
+
+
+def moving_average(x: np.ndarray, w: int) -> np.ndarray:
+    """Centred moving average of width ``w`` (odd), same length as ``x``, shrinking at the ends."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return x.astype(np.float32)
+    h = w // 2
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    lo = np.clip(np.arange(n) - h, 0, n)
+    hi = np.clip(np.arange(n) + h + 1, 0, n)
+    return ((c[hi] - c[lo]) / (hi - lo)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -552,7 +564,10 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
     tempo, strength, alternates = estimate_tempo(env, fps)
     beat_frames = np.zeros(0)
     conf = 0.0
-    if duration >= MIN_DURATION and float(np.abs(y).max(initial=0.0)) > 1e-4 and strength > 0:
+    audible = float(np.abs(y).max(initial=0.0)) > 1e-4
+    if not audible:
+        strength = 0.0
+    if duration >= MIN_DURATION and audible and strength > 0:
         beat_frames = track_beats(env, fps, tempo)
         level = choose_metrical_level(beat_frames, env)
         if level and MIN_BPM <= tempo * 2.0 ** level <= MAX_BPM:
@@ -566,7 +581,8 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
     progress(0.85)
     use_grid = conf < MIN_CONFIDENCE or len(beat_frames) < 4
     if use_grid:
-        grid_bpm = tempo if (conf >= 0.1 and 60.0 <= tempo <= 180.0) else FALLBACK_BPM
+        # The best weak estimate when there is one (a short clip of real music), else 120.
+        grid_bpm = tempo if (strength >= 0.15 and 60.0 <= tempo <= 180.0) else FALLBACK_BPM
         beats = fallback_grid(duration, grid_bpm)
         downbeats = beats[::BEATS_PER_BAR]
         tempo = grid_bpm

@@ -31,6 +31,8 @@ log = logging.getLogger("montaged.media.audio")
 
 # A file where more than this fraction of packets fail to decode is not usable audio.
 MAX_CORRUPT_FRACTION = 0.5
+# Holes in the timestamps longer than this are broken timestamps, not lost audio: not filled.
+MAX_GAP = 60.0
 
 _DTYPES = {"u8": (np.uint8, 128.0, 1 / 128.0), "s16": (np.int16, 0.0, 1 / 32768.0),
            "s32": (np.int32, 0.0, 1 / 2147483648.0), "flt": (np.float32, 0.0, 1.0),
@@ -115,7 +117,7 @@ def _decode_stream(container, stream, name: str, rate: int, start: float, durati
         out_rate = src_rate // factor
         sink = _NumpySink(factor)
 
-    packets = corrupt = 0
+    packets = corrupt = gaps = 0
     truncated = False
     first_time: float | None = None
     demux = container.demux(stream)
@@ -145,14 +147,22 @@ def _decode_stream(container, stream, name: str, rate: int, start: float, durati
                 first_time = (t - origin) if t is not None else start
                 if end is not None and first_time >= end:
                     break
+            elif t is not None:
+                # Samples lost to a skipped packet or a dropped page: fill the hole with silence
+                # so that everything after it stays at its true time (beats must not slide).
+                gap = (t - origin) - (first_time + sink.seconds(src_rate))
+                if 0.002 < gap < MAX_GAP:
+                    sink.push_silence(int(round(gap * src_rate)), frame)
+                    gaps += 1
             sink.push(frame)
         if end is not None and first_time is not None and sink.seconds(src_rate) + first_time >= end + 0.05:
             break
     if packets and corrupt > MAX_CORRUPT_FRACTION * packets:
         raise MediaError(f"unreadable audio: {name} ({corrupt} of {packets} packets corrupt)")
     samples = sink.finish()
-    if corrupt:
-        log.warning("%s: skipped %d corrupt audio packets of %d", name, corrupt, packets)
+    if corrupt or gaps:
+        log.warning("%s: skipped %d corrupt audio packets of %d, filled %d gaps with silence",
+                    name, corrupt, packets, gaps)
     # Align sample 0 with media time ``start``: pad when the audio starts late (video files often
     # start audio a few ms in), cut when decoding began before ``start`` (seek to a keyframe).
     lead = int(round(((first_time if first_time is not None else start) - start) * out_rate))
@@ -187,6 +197,17 @@ class _ResampleSink:
         self._in += frame.samples
         for out in self._resampler.resample(frame):
             self._chunks.append(np.frombuffer(out.planes[0], np.float32, out.samples).copy())
+
+    def push_silence(self, n: int, like) -> None:
+        """Push ``n`` samples of silence in the format of frame ``like`` (the resampler refuses
+        frames whose format differs from the first one)."""
+        fmt = like.format
+        dtype = _DTYPES.get(fmt.name.rstrip("p"), (np.float32,))[0]
+        nch = like.layout.nb_channels
+        shape = (nch, n) if fmt.is_planar else (1, n * nch)
+        silent = av.AudioFrame.from_ndarray(np.zeros(shape, dtype), format=fmt.name, layout=like.layout)
+        silent.sample_rate = like.sample_rate
+        self.push(silent)
 
     def seconds(self, src_rate: int) -> float:
         return self._in / src_rate
@@ -239,6 +260,19 @@ class _NumpySink:
                 chunks.append(np.frombuffer(planes[i], dtype, n))
         else:
             self._packed.append(np.frombuffer(frame.planes[0], dtype, n * nch).reshape(n, nch))
+        self._in += n
+
+    def push_silence(self, n: int, like) -> None:
+        if self._kind is None:
+            self._kind = self._setup(like)
+        _f, _l, dtype, _b, _s, planar, nch, keep = self._kind
+        if planar:
+            if not self._planar:
+                self._planar = [[] for _ in keep]
+            for chunks in self._planar:
+                chunks.append(np.zeros(n, dtype))
+        else:
+            self._packed.append(np.zeros((n, nch), dtype))
         self._in += n
 
     def seconds(self, src_rate: int) -> float:

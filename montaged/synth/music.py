@@ -7,7 +7,8 @@ The tempo may drift slowly (``drift``) and off-beat eighths may swing (``swing``
 :class:`TrackTruth` holds the exact beat and downbeat times that the audio was built from.
 
 :func:`synth_track` is pure (returns samples); :func:`make_track` also encodes them with PyAV, the
-codec chosen from the file extension (.wav .m4a .mp3 .flac .ogg .opus).
+codec chosen from the file extension (.wav .m4a .mp3 .flac .ogg .opus; .mp4 and .mkv give a
+tiny picture track with the music as AAC, for "the audio track of a video file").
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ _CODECS = {
     ".mp3": ("mp3", "libmp3lame", "fltp", (48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)),
     ".ogg": ("ogg", "libopus", "flt", (48000, 24000, 16000, 12000, 8000)),
     ".opus": ("opus", "libopus", "flt", (48000, 24000, 16000, 12000, 8000)),
+    # "music videos": a small still-ish picture track plus the music as AAC
+    ".mp4": ("mp4", "aac", "fltp", (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)),
+    ".mkv": ("matroska", "aac", "fltp", (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)),
 }
 _LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
@@ -336,7 +340,9 @@ def write_audio(path: str, samples: np.ndarray, sample_rate: int, *, cover: bool
         # ipod (the usual .m4a muxer) refuses picture streams; plain mp4 writes them as "covr".
         if cover and ext == ".m4a":
             fmt = "mp4"
-        with av.open(tmp, "w", format=fmt) as out:
+        # moov first (+faststart), as music stores deliver m4a: a cut-off download still plays.
+        options = {"movflags": "+faststart"} if ext == ".m4a" else {}
+        with av.open(tmp, "w", format=fmt, options=options) as out:
             stream = out.add_stream(codec, rate=rate, layout=layout)
             stream.codec_context.format = sample_fmt
             if bitrate or codec in ("aac", "libmp3lame", "libopus"):
@@ -345,6 +351,8 @@ def write_audio(path: str, samples: np.ndarray, sample_rate: int, *, cover: bool
             if pic is not None:
                 # The picture must be muxed before audio: the mp3 muxer writes it into the ID3 tag.
                 out.mux(pic)
+            if ext in (".mp4", ".mkv"):
+                _write_picture_track(out, samples.shape[0] / sample_rate)
             frame_size = stream.codec_context.frame_size or 1024
             resampler = av.AudioResampler(format=sample_fmt, layout=layout, rate=rate, frame_size=frame_size)
             chunk = 4096
@@ -362,6 +370,20 @@ def write_audio(path: str, samples: np.ndarray, sample_rate: int, *, cover: bool
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_picture_track(out: av.container.OutputContainer, duration: float, fps: int = 5) -> None:
+    """A 64x64 H.264 track whose colour drifts, muxed before the audio (interleaving is the
+    muxer's job; a few hundred tiny packets)."""
+    vs = out.add_stream("libx264", rate=fps)
+    vs.width, vs.height, vs.pix_fmt = 64, 64, "yuv420p"
+    for i in range(max(1, int(duration * fps))):
+        img = np.full((64, 64, 3), (40 + i * 3) % 255, np.uint8)
+        img[:, :, 1] = 120
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i
+        out.mux(vs.encode(frame))
+    out.mux(vs.encode(None))
 
 
 def _add_cover(out: av.container.OutputContainer):
