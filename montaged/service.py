@@ -323,8 +323,9 @@ def extras_suffix(extras: Mapping[str, object]) -> str:
 
 def format_time(created: float) -> str:
     """``2026-11-26T21:00:00.123Z`` (UTC, milliseconds)."""
-    ms = int((created % 1) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{ms:03d}Z"
+    # Round once, then split: (t % 1) * 1000 of 0.123 is 122.99999... in binary floating point.
+    seconds, ms = divmod(int(round(created * 1000)), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
 
 
 class _BaseFormatter(logging.Formatter):
