@@ -272,7 +272,7 @@ def track_beats(env: np.ndarray, fps: float, bpm: float, tightness: float = 100.
     while back[beats[-1]] >= 0:
         beats.append(int(back[beats[-1]]))
     beats = np.array(beats[::-1])
-    return _refine(env, beats)
+    return _refine(env, trim_beats(beats, env))
 
 
 def _refine(env: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -288,18 +288,18 @@ def _refine(env: np.ndarray, frames: np.ndarray) -> np.ndarray:
 
 
 def trim_beats(beats: np.ndarray, env: np.ndarray) -> np.ndarray:
-    """Drop beats in leading and trailing silence, where the tracker only extrapolated."""
+    """Drop beats in leading and trailing silence, where the tracker only extrapolated.
+
+    The first and last beats must sit on a real onset (within a frame); beats inside the track
+    are kept even when quiet, because a break in the music still has a beat for the edit.
+    """
     if len(beats) == 0:
         return beats
-    idx = np.clip(np.round(beats).astype(int), 0, len(env) - 1)
-    strength = np.maximum.reduce([env[np.clip(idx + d, 0, len(env) - 1)] for d in (-1, 0, 1)])
-    thresh = 0.1 * float(np.median(strength[strength > 0])) if np.any(strength > 0) else 0.0
-    # The local mean of beat strengths over a bar: a single quiet beat is not silence.
-    k = np.ones(4) / 4
-    smooth = np.convolve(strength, k, mode="same")
-    live = np.nonzero(smooth > thresh)[0]
-    if len(live) == 0:
+    strength = beat_strengths(beats, env)
+    positive = strength[strength > 0]
+    if len(positive) == 0:
         return beats[:0]
+    live = np.nonzero(strength > 0.1 * float(np.median(positive)))[0]
     return beats[live[0] : live[-1] + 1]
 
 
@@ -567,17 +567,19 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
     audible = float(np.abs(y).max(initial=0.0)) > 1e-4
     if not audible:
         strength = 0.0
-    if duration >= MIN_DURATION and audible and strength > 0:
+    if duration >= 1.5 and audible and strength > 0:
         beat_frames = track_beats(env, fps, tempo)
         level = choose_metrical_level(beat_frames, env)
         if level and MIN_BPM <= tempo * 2.0 ** level <= MAX_BPM:
             alternates = [tempo] + [a for a in alternates if abs(a - tempo * 2.0 ** level) > 1.0]
             tempo *= 2.0 ** level
             beat_frames = track_beats(env, fps, tempo)
-        beat_frames = trim_beats(beat_frames, env)
         if len(beat_frames) >= 4:
             tempo = tempo_from_beats(beat_frames / fps)
         conf = confidence_score(strength, beat_strengths(beat_frames, env), env)
+        if duration < MIN_DURATION:
+            # A few beats say little about a tempo: keep the estimate, but not as a beat grid.
+            conf = min(conf, 0.5 * MIN_CONFIDENCE)
     progress(0.85)
     use_grid = conf < MIN_CONFIDENCE or len(beat_frames) < 4
     if use_grid:
