@@ -222,9 +222,12 @@ def _daemon_section(w: _Writer, daemon: dict, running: bool) -> None:
         for i, root in enumerate(roots):
             name = "watching" if i == 0 else ""
             path = _shorten(_s(root.get("path")), path_width, g["ellipsis"]).ljust(path_width)
-            observer = _s(root.get("observer") or "?").ljust(8)
+            observer = _s(root.get("observer") or "-").ljust(8)  # None: never started (offline)
             head: list[Segment | str] = ["  " + name.ljust(label), path + "  ", observer + "  "]
-            if root.get("online", True):
+            if not running:
+                # Nobody watches while the daemon is down: "offline" would blame the disk.
+                w.line(*head, ("not watched", "dim"))
+            elif root.get("online", True):
                 w.line(*head, ("online", "green"))
             else:
                 reason = _first_line(root.get("error")) or "missing or not mounted"
@@ -263,8 +266,9 @@ def _files_line(w: _Writer, files: dict) -> None:
 
 def _folders_section(w: _Writer, folders: Sequence[dict], now: datetime | None) -> None:
     if not folders:
-        w.line(("Folders: ", "bold"), "none yet. Put clips, a music file and a montage.toml in a "
-               "folder under a watch root to get a preview.")
+        w.row([("Folders: ", "bold"), "none yet."],
+              [" Put clips, music and a montage.toml in a folder under a watch root to get a preview."],
+              2)
         return
     w.line((f"Folders ({len(folders)})", "bold"))
     path_width = min(max(len(_s(f.get("path"))) for f in folders), max(24, w.width // 3))

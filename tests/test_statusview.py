@@ -125,7 +125,8 @@ def test_empty_document():
 def test_not_running_document_keeps_the_recorded_state_and_hints():
     doc = copy.deepcopy(RICH)
     doc["daemon"] = {"running": False, "pid": None, "version": "0.1.0", "uptime_s": None,
-                     "state_dir": "/var/lib/montaged", "roots": [], "executor": None}
+                     "state_dir": "/var/lib/montaged", "executor": None,
+                     "roots": [{"path": "/srv/ingest", "observer": "inotify", "online": False, "error": None}]}
     doc["running"] = []
     text = render_status(doc, now=NOW)
     assert text.startswith("○ montaged is not running")
@@ -133,6 +134,8 @@ def test_not_running_document_keeps_the_recorded_state_and_hints():
     assert "sudo systemctl start montaged" in text and "montaged run" in text
     assert "montaged logs -n 50 --level warning" in text
     assert "Running (" not in text
+    # Nobody watches while the daemon is down; that is not the disk's fault.
+    assert "not watched" in text and "offline" not in text
 
 
 def test_renders_the_real_status_document_of_an_empty_state_dir(tmp_path):
