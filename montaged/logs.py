@@ -21,6 +21,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -704,11 +705,16 @@ def _show_journal(out: TextIO, *, follow: bool, lines: int | None, filt: LogFilt
     argv[0] = journalctl
     keep = filt.compile()
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except FileNotFoundError:
         raise MontagedError(
             "journalctl not found: the daemon logs to the journal; install systemd's journalctl "
             "or read the log on the machine that runs it") from None
+    # journalctl explains itself on stderr (not in the systemd-journal group, no journal files):
+    # pass that through as it comes, and remember whether it said anything.
+    complaints: list[bytes] = []
+    pump = threading.Thread(target=_pump_stderr, args=(proc, complaints), daemon=True)
+    pump.start()
     try:
         if lines is not None and filt.path is not None and not follow:
             for rec in deque((r for r in _group(_journal_lines(proc)) if keep(r)), maxlen=lines):
@@ -722,8 +728,20 @@ def _show_journal(out: TextIO, *, follow: bool, lines: int | None, filt: LogFilt
         if proc.poll() is None:
             proc.terminate()
         rc = proc.wait()
-    # journalctl prints its own reason (e.g. not in the systemd-journal group) on stderr.
-    return 0 if rc in (0, -15) else 1
+        pump.join(timeout=5)
+    # With --grep, journalctl exits 1 without a word when nothing matched: that is an empty
+    # result, not a failure.
+    if rc in (0, -15) or (rc == 1 and filt.path is not None and not complaints):
+        return 0
+    return 1
+
+
+def _pump_stderr(proc: subprocess.Popen, complaints: list[bytes]) -> None:
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        complaints.append(raw)
+        sys.stderr.write(_decode(raw.rstrip(b"\n")) + "\n")
+        sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -356,3 +355,24 @@ def test_journal_entries_print_like_the_file():
     (rec,) = journal_items(binary)
     assert rec.logger == "montaged.watch" and rec.message == r"settled /in/\xff.mp4"
     assert LogFilter(path="/in").compile()(rec)
+
+
+def test_real_journalctl_runs_with_every_filter(tmp_path):
+    """The argv we build is accepted by the installed journalctl (an empty result is fine)."""
+    import shutil
+
+    if shutil.which("journalctl") is None:
+        pytest.skip("journalctl is not installed")
+    for kwargs in ({}, {"lines": 5, "level": "error", "since": "1h"}, {"path": "/srv/in", "lines": 3}):
+        out = io.StringIO()
+        assert show_logs(tmp_path, journal=True, out=out, **kwargs) == 0, kwargs
+        for line in out.getvalue().splitlines():
+            assert parse_line(line) is not None or line.startswith(" "), line
+
+
+def test_journalctl_failures_are_reported(tmp_path):
+    from montaged.errors import MontagedError
+
+    assert show_logs(tmp_path, journal=True, journalctl="/bin/false", out=io.StringIO()) == 1
+    with pytest.raises(MontagedError, match="journalctl not found"):
+        show_logs(tmp_path, journal=True, journalctl=str(tmp_path / "no-journalctl"), out=io.StringIO())
