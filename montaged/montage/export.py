@@ -48,8 +48,16 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     except OSError as exc:
         raise RenderError(f"cannot write {path.name} to {path.parent}: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
     return path
+
+
+def _remove_quietly(path: Path) -> None:
+    """Clean up a temporary file; on a read-only or vanished folder there is nothing to clean."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.debug("could not remove %s: %s", path, exc)
 
 
 def write_edit_json(edit: EditList, path: Path) -> Path:

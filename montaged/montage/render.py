@@ -395,7 +395,7 @@ def render_segment(job: SegmentJob) -> SegmentResult:
         out.close()
     except (av.FFmpegError, OSError) as exc:
         out_close_quietly(out)
-        raise RenderError(f"cannot write the preview: {_reason(exc)}") from exc
+        raise RenderError(f"cannot write the preview: {_reason(exc)}") from None
     except BaseException:
         out_close_quietly(out)
         raise
@@ -708,8 +708,11 @@ def make_proxy(src: str | os.PathLike, dst: str | os.PathLike, height: int = 360
             raise
         os.replace(tmp, dst)
     except (av.FFmpegError, OSError) as exc:
-        raise RenderError(f"cannot make a proxy of {src.name}: {_reason(exc)}") from exc
+        raise RenderError(f"cannot make a proxy of {src.name}: {_reason(exc)}") from None
     finally:
         source.close()
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError as exc:  # a read-only folder: nothing was written there
+            log.debug("could not remove %s: %s", tmp, exc)
     return dst
