@@ -212,7 +212,14 @@ def test_letterbox_keeps_the_picture_and_fills_the_sides(media, tmp_path):
     edit = plan_edit([("phone.mp4", an.features, an.arrays)], ("song.m4a", music.features, music.arrays),
                      duration=2.0, style="dynamic", fps=FPS, width=640, height=360, seed=1, aspect="16:9",
                      folder=str(folder))
+    # Work folders of a render that was killed (its pid is gone) are cleaned up by the next one.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / f".l.mp4.{gone.pid}.x1y2.tmp"
+    stale.mkdir()
+    (stale / "segment000.mp4").write_bytes(b"partial")
     out = render(edit, tmp_path / "l.mp4", processes=1)
+    assert not stale.exists()
     frame = decode_frames(out.path)[5].astype(np.float32)
     # A 180x320 portrait picture centred in 640x360: columns 218..421 hold it, the sides a
     # blurred, darker fill (not black, not the sharp picture).

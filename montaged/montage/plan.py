@@ -288,7 +288,8 @@ class _Candidates:
     bright_score: np.ndarray
     signature: np.ndarray  # (n, k) float
     sources: list[str]
-    timing: list  # per clip: (frame_times, motion_times, motion_values, fps)
+    clips: Sequence[Clip]
+    timing: dict  # clip index -> (frame_times, motion_times, motion_values, fps), filled when needed
 
 
 def _rank(values: np.ndarray) -> np.ndarray:
@@ -320,15 +321,20 @@ def _clip_timing(features: Mapping, arrays: Mapping) -> tuple:
     return ft, mt, mv, fps
 
 
+SIGNATURE_LEN = 16
+
+
+def _signature(s: Mapping) -> list[float]:
+    sig = list(s.get("signature") or ())[:SIGNATURE_LEN]
+    return sig + [0.0] * (SIGNATURE_LEN - len(sig))
+
+
 def _candidates(clips: Sequence[Clip]) -> _Candidates:
-    rows = []
-    sigs = []
-    sources = []
-    timing = []
-    sig_len = max((len(s.get("signature") or []) for _, f, _ in clips for s in f.get("scenes") or []), default=0)
-    for ci, (name, features, arrays) in enumerate(clips):
-        sources.append(name)
-        timing.append(_clip_timing(features, arrays or {}))
+    """One row per usable scene. A plain Python pass over the scene dicts (they arrive as
+    msgpack/JSON data); everything after it is array arithmetic."""
+    rows: list[tuple] = []
+    sigs: list[list[float]] = []
+    for ci, (_name, features, _arrays) in enumerate(clips):
         scenes = features.get("scenes") or []
         if not scenes and features.get("duration"):
             scenes = [{"start": 0.0, "end": float(features["duration"])}]
@@ -336,12 +342,10 @@ def _candidates(clips: Sequence[Clip]) -> _Candidates:
             start, end = float(s.get("start", 0.0)), float(s.get("end", 0.0))
             if not end > start:
                 continue
+            brightness = s.get("brightness")
             rows.append((ci, si, start, end, float(s.get("motion") or 0.0), float(s.get("sharpness") or 0.5),
-                         float(s.get("brightness") if s.get("brightness") is not None else 0.5)))
-            sig = np.zeros(sig_len)
-            given = np.asarray(s.get("signature") or [], dtype=np.float64)[:sig_len]
-            sig[: len(given)] = given
-            sigs.append(sig)
+                         0.5 if brightness is None else float(brightness)))
+            sigs.append(_signature(s))
     if not rows:
         raise RenderError("none of the clips has a usable scene")
     table = np.asarray(rows, dtype=np.float64)
@@ -351,13 +355,18 @@ def _candidates(clips: Sequence[Clip]) -> _Candidates:
     return _Candidates(
         clip=table[:, 0].astype(np.int64), scene=table[:, 1].astype(np.int64), start=table[:, 2], end=table[:, 3],
         motion_rank=_rank(table[:, 4]), sharp_rank=_rank(table[:, 5]), bright_score=bright_score,
-        signature=np.asarray(sigs).reshape(len(rows), sig_len), sources=sources, timing=timing)
+        signature=np.asarray(sigs, dtype=np.float64).reshape(len(rows), SIGNATURE_LEN),
+        sources=[name for name, _, _ in clips], clips=clips, timing={})
 
 
 def _in_point(cand: _Candidates, c: int, length: float, used: list[tuple[float, float]]) -> float:
     """Start of the most active window of ``length`` in scene ``c``, on the clip's frame grid,
     avoiding windows already used from this scene."""
-    ft, mt, mv, fps = cand.timing[cand.clip[c]]
+    ci = int(cand.clip[c])
+    if ci not in cand.timing:
+        _, features, arrays = cand.clips[ci]
+        cand.timing[ci] = _clip_timing(features, arrays or {})
+    ft, mt, mv, fps = cand.timing[ci]
     start, end = float(cand.start[c]), float(cand.end[c])
     latest = end - length
     if ft is not None:

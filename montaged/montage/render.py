@@ -454,6 +454,25 @@ def _split(shots: list[Shot], parts: int) -> list[list[Shot]]:
     return runs
 
 
+def _remove_stale_work(out_dir: Path, name: str) -> None:
+    """Remove work folders of renders whose process is gone (killed with -9, power loss): they
+    are hidden, so nobody mistakes them for output, but they should not pile up."""
+    for work in out_dir.glob(f".{name}.*.tmp"):
+        parts = work.name[len(name) + 2:].split(".")
+        pid = int(parts[0]) if parts and parts[0].isdigit() else None
+        if pid is None or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # still rendering (or the pid was reused: leave it, it is only litter)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        log.info("removing %s, left behind by an interrupted render", work)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _processes(requested: int) -> int:
     n = requested or os.cpu_count() or 1
     # A daemonic worker (e.g. a multiprocessing.Pool child) may not start processes itself.
@@ -493,7 +512,8 @@ def render(edit: EditList, out_path: str | os.PathLike, *, folder: str | os.Path
     out_dir = out_path.parent
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_dir))
+        _remove_stale_work(out_dir, out_path.name)
+        work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.{os.getpid()}.", suffix=".tmp", dir=out_dir))
     except OSError as exc:
         raise RenderError(f"cannot write to {out_dir}: {_reason(exc)}") from None
     n_proc = min(_processes(processes), len(shots))
@@ -549,8 +569,8 @@ def _run_segments(jobs: list[SegmentJob], n_proc: int, edit: EditList, music_pat
         results[res.index] = res
         progress(0.95 * sum(r.frames for r in results.values()) / total)
 
-    music = _music(edit, music_path)
     if n_proc <= 1:
+        music = _music(edit, music_path)
         for job in jobs:
             collect(render_segment(job))
     else:
@@ -558,6 +578,7 @@ def _run_segments(jobs: list[SegmentJob], n_proc: int, edit: EditList, music_pat
         with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
             pending = {pool.submit(render_segment, job) for job in jobs}
             try:
+                music = _music(edit, music_path)
                 if clip_audio <= 0:  # the music does not depend on the segments: encode it now
                     encode_audio_file(audio_path, music)
                 while pending:

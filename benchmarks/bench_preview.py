@@ -1,0 +1,287 @@
+"""Preview speed: edit planning and the whole preview (plan + render + exports).
+
+1. Planning: 2,000 candidate scenes (100 clips x 20 scenes) against a 3-minute track, 60 s
+   preview. Target: < 100 ms.
+2. Preview: a 60 s 640x360 preview from 12 x 20 s 1080p clips (two of them portrait phone clips,
+   coded 1920x1080 with rotation=90; a mix of 25 and 30 fps) and a 3-minute track, for clips that
+   are already analysed. Target: < 10 s on the machine it runs on. Measured twice: rendering
+   from the 1080p originals, and from 360p proxies (``render.make_proxy``, made once after
+   analysis; their cost is reported separately).
+
+The media is generated with montaged.synth and cached in ``benchmarks/.cache/``. Features are
+built from the generators' truth (exact cuts), so the numbers measure planning and rendering,
+not analysis. Every measurement is repeated; median, min and max are reported with the machine.
+Results go to ``benchmarks/results/preview.json``.
+
+    .venv/bin/python benchmarks/bench_preview.py            # full (first run generates ~2 min of media)
+    .venv/bin/python benchmarks/bench_preview.py --smoke    # tiny and quick, for CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from montaged.analysis import Analysis  # noqa: E402
+from montaged.montage.plan import plan_edit  # noqa: E402
+from montaged.montage.preview import plan_folder, write_outputs  # noqa: E402
+from montaged.montage.render import make_proxy  # noqa: E402
+from montaged.synth.music import make_track  # noqa: E402
+from montaged.synth.video import make_clip  # noqa: E402
+
+try:
+    from montaged.config import PreviewConfig
+except ImportError:  # pragma: no cover
+    PreviewConfig = None
+
+CACHE = ROOT / "benchmarks" / ".cache" / "preview"
+RESULTS = ROOT / "benchmarks" / "results" / "preview.json"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "pyav": av.__version__,
+            "ffmpeg": ".".join(str(x) for x in av.library_versions.get("libavcodec", ())),
+            "system": f"{platform.system()} {platform.release()}", "load_at_start": load}
+
+
+def stats(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+
+
+# --- features from truth -------------------------------------------------------------------------
+
+
+def clip_analysis(truth, seed: int) -> Analysis:
+    rng = np.random.default_rng(seed)
+    ft = np.asarray(truth.frame_times) - truth.frame_times[0]
+    bounds = [0, *truth.cut_frames, truth.n_frames]
+    scenes = []
+    for i in range(len(bounds) - 1):
+        a, b = bounds[i], bounds[i + 1]
+        scenes.append({"start": float(ft[a]), "end": float(ft[b]) if b < truth.n_frames else float(truth.duration),
+                       "start_frame": a, "end_frame": b, "motion": float(rng.random()),
+                       "sharpness": float(rng.uniform(0.3, 1)), "brightness": float(rng.uniform(0.3, 0.7)),
+                       "contrast": 0.5, "colorfulness": 0.5, "signature": rng.random(16).tolist(),
+                       "best_in": float(ft[a])})
+    dw, dh = (truth.height, truth.width) if truth.rotation % 180 else (truth.width, truth.height)
+    features = {"duration": truth.duration, "fps": truth.fps, "width": truth.width, "height": truth.height,
+                "display_width": dw, "display_height": dh, "rotation": truth.rotation, "sar": 1.0,
+                "scenes": scenes}
+    return Analysis("video", features, {"frame_times": ft, "motion": rng.random(len(ft)).astype(np.float32)})
+
+
+def track_analysis(truth) -> Analysis:
+    levels = {"intro": "low", "verse": "mid", "breakdown": "low", "drop": "high", "outro": "low"}
+    sections = [{"start": s["start"], "end": s["end"], "level": s.get("level") or levels.get(s.get("kind"), "mid")}
+                for s in truth.sections]
+    intro_end = next((s["end"] for s in truth.sections if s.get("kind") == "intro"), 0.0)
+    energy = np.zeros(int(truth.duration * 10) + 1, np.float32)
+    for s in sections:
+        energy[int(s["start"] * 10):int(s["end"] * 10)] = {"low": 0.2, "mid": 0.5, "high": 0.9}[s["level"]]
+    features = {"duration": truth.duration, "tempo": truth.tempo, "beats": truth.beats.tolist(),
+                "downbeats": truth.downbeats.tolist(), "phrases": truth.downbeats[::4].tolist(),
+                "beats_per_bar": truth.beats_per_bar, "confidence": 1.0, "energy_hz": 10, "sections": sections,
+                "intro_end": float(intro_end)}
+    return Analysis("audio", features, {"energy": energy})
+
+
+def synthetic_scene_features(n_clips: int, scenes_per_clip: int, seed: int = 0) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    clips = []
+    for c in range(n_clips):
+        lengths = rng.uniform(1.0, 8.0, scenes_per_clip)
+        bounds = np.concatenate([[0.0], np.cumsum(lengths)])
+        fps = 30.0 if c % 2 else 25.0
+        scenes = [{"start": float(bounds[i]), "end": float(bounds[i + 1]), "start_frame": int(bounds[i] * fps),
+                   "end_frame": int(bounds[i + 1] * fps), "motion": float(rng.random()),
+                   "sharpness": float(rng.random()), "brightness": float(rng.uniform(0.2, 0.8)),
+                   "contrast": 0.5, "colorfulness": 0.5, "signature": rng.random(16).tolist(),
+                   "best_in": float(bounds[i])} for i in range(scenes_per_clip)]
+        n = int(bounds[-1] * fps)
+        clips.append((f"clip{c:03d}.mp4",
+                      {"duration": float(bounds[-1]), "fps": fps, "width": 1920, "height": 1080,
+                       "display_width": 1920, "display_height": 1080, "rotation": 0, "sar": 1.0, "scenes": scenes},
+                      {"frame_times": np.arange(n) / fps, "motion": rng.random(n).astype(np.float32)}))
+    return clips
+
+
+# --- benchmarks ----------------------------------------------------------------------------------
+
+
+def bench_plan(runs: int, music: Analysis, n_clips: int = 100, scenes_per_clip: int = 20) -> dict:
+    clips = synthetic_scene_features(n_clips, scenes_per_clip)
+    track = ("track.m4a", music.features, music.arrays)
+    times, cuts = [], 0
+    for i in range(runs):
+        t = time.perf_counter()
+        edit = plan_edit(clips, track, duration=60.0, style="dynamic", fps=30, width=640, height=360, seed=i)
+        times.append(time.perf_counter() - t)
+        cuts = len(edit.cuts)
+    return {"candidates": n_clips * scenes_per_clip, "cuts": cuts, "seconds": stats(times), "target_s": 0.1,
+            "met": statistics.median(times) < 0.1}
+
+
+def make_media(folder: Path, n_clips: int, clip_seconds: float, size: tuple[int, int], track_seconds: float) -> dict:
+    """Generate (or reuse) the clips and the track; returns their analyses by path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    analyses = {}
+    meta_path = folder / "truth.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    for i in range(n_clips):
+        name = f"clip{i:02d}.mp4"
+        portrait = i in (3, 8)
+        fps = 25 if i % 3 == 1 else 30
+        n = int(round(clip_seconds * fps))
+        # 3 to 5 shots per clip at uneven positions.
+        k = 2 + i % 3
+        cuts = sorted({int(n * (j + 1) / (k + 1) + (i * 7 % 11) - 5) for j in range(k)})
+        key = f"{name}:{size}:{clip_seconds}:{fps}:{portrait}:{cuts}"
+        if meta.get(name, {}).get("key") != key or not (folder / name).is_file():
+            print(f"  generating {name} ({size[0]}x{size[1]}, {fps} fps, {clip_seconds:g} s"
+                  f"{', portrait' if portrait else ''})", flush=True)
+            truth = make_clip(str(folder / name), duration=clip_seconds, fps=fps, size=size, cuts=cuts,
+                              rotation=90 if portrait else 0, seed=i + 1, gop=fps * 2, crf=23)
+            meta[name] = {"key": key, "truth": {k2: v for k2, v in truth.__dict__.items()}}
+            meta_path.write_text(json.dumps(meta))
+        from montaged.synth.video import ClipTruth
+
+        truth = ClipTruth(**meta[name]["truth"])
+        analyses[folder / name] = clip_analysis(truth, seed=i)
+    track_key = f"track:{track_seconds}"
+    track_path = folder / "track.m4a"
+    if meta.get("track", {}).get("key") != track_key or not track_path.is_file():
+        print(f"  generating track.m4a ({track_seconds:g} s)", flush=True)
+        truth = make_track(str(track_path), bpm=124.0, duration=track_seconds, seed=7)
+        meta["track"] = {"key": track_key, "tempo": truth.tempo, "beats": truth.beats.tolist(),
+                         "downbeats": truth.downbeats.tolist(), "duration": truth.duration,
+                         "beats_per_bar": truth.beats_per_bar, "sections": truth.sections}
+        meta_path.write_text(json.dumps(meta))
+    from montaged.synth.music import TrackTruth
+
+    t = meta["track"]
+    truth = TrackTruth(path=str(track_path), tempo=t["tempo"], beats=np.asarray(t["beats"]),
+                       downbeats=np.asarray(t["downbeats"]), duration=t["duration"],
+                       beats_per_bar=t["beats_per_bar"], sections=t["sections"])
+    analyses[track_path] = track_analysis(truth)
+    return analyses
+
+
+def bench_preview(folder: Path, analyses: dict, settings, runs: int, proxies: dict | None = None) -> dict:
+    times, plan_times, render_times = [], [], []
+    edit = None
+    for _ in range(runs):
+        out = Path(tempfile.mkdtemp(prefix="bench-preview-"))
+        try:
+            t0 = time.perf_counter()
+            edit = plan_folder(folder, settings, analyses)
+            t1 = time.perf_counter()
+            write_outputs(edit, folder, out, settings, proxies=proxies)
+            t2 = time.perf_counter()
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        times.append(t2 - t0)
+        plan_times.append(t1 - t0)
+        render_times.append(t2 - t1)
+    med = statistics.median(times)
+    return {"preview_seconds": edit.duration, "cuts": len(edit.cuts), "seconds": stats(times),
+            "plan_seconds": stats(plan_times), "render_and_export_seconds": stats(render_times),
+            "realtime_multiple": edit.duration / med, "target_s": 10.0, "met": med < 10.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny media and one run: checks the benchmark works")
+    parser.add_argument("--runs", type=int, default=None, help="preview runs (default 3, smoke 1)")
+    parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/preview.json")
+    args = parser.parse_args(argv)
+
+    smoke = args.smoke
+    runs = args.runs or (1 if smoke else 3)
+    if smoke:
+        n_clips, clip_s, size, track_s, duration = 3, 3.0, (320, 180), 20.0, 8.0
+        folder = CACHE.parent / "preview-smoke"
+    else:
+        n_clips, clip_s, size, track_s, duration = 12, 20.0, (1920, 1080), 180.0, 60.0
+        folder = CACHE
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, PyAV {info['pyav']}, "
+          f"load {info['load_at_start']}")
+    analyses = make_media(folder, n_clips, clip_s, size, track_s)
+    music = analyses[folder / "track.m4a"]
+
+    plan = bench_plan(5 if smoke else 21, music)
+    s = plan["seconds"]
+    print(f"plan, {plan['candidates']} candidate scenes -> {plan['cuts']} cuts: median {s['median'] * 1000:.1f} ms "
+          f"(min {s['min'] * 1000:.1f}, max {s['max'] * 1000:.1f}); target < 100 ms: {'met' if plan['met'] else 'MISSED'}")
+
+    settings = PreviewConfig(duration=duration)
+    results = {"machine": info, "smoke": smoke, "plan": plan,
+               "media": {"clips": n_clips, "clip_seconds": clip_s, "size": list(size), "track_seconds": track_s,
+                         "portrait_clips": 2 if n_clips > 8 else 0, "fps": "25 and 30"}}
+    direct = bench_preview(folder, analyses, settings, runs)
+    s = direct["seconds"]
+    print(f"preview {direct['preview_seconds']:.1f} s from {size[1]}p originals ({direct['cuts']} cuts): median "
+          f"{s['median']:.2f} s (min {s['min']:.2f}, max {s['max']:.2f}), {direct['realtime_multiple']:.1f}x real time; "
+          f"target < 10 s: {'met' if direct['met'] else 'MISSED'}")
+    results["preview_from_originals"] = direct
+
+    proxy_dir = folder / "proxies"
+    proxy_dir.mkdir(exist_ok=True)
+    proxies, proxy_times = {}, []
+    for path in sorted(p for p in analyses if p.suffix == ".mp4"):
+        dst = proxy_dir / f"{path.stem}.360p.mp4"
+        t = time.perf_counter()
+        make_proxy(path, dst, height=360)
+        proxy_times.append(time.perf_counter() - t)
+        proxies[path.name] = str(dst)
+    print(f"proxies: {len(proxies)} made in {sum(proxy_times):.1f} s total "
+          f"({statistics.median(proxy_times):.2f} s median per clip; done once, after analysis)")
+    with_proxies = bench_preview(folder, analyses, settings, runs, proxies=proxies)
+    s = with_proxies["seconds"]
+    print(f"preview {with_proxies['preview_seconds']:.1f} s from 360p proxies: median {s['median']:.2f} s "
+          f"(min {s['min']:.2f}, max {s['max']:.2f}), {with_proxies['realtime_multiple']:.1f}x real time; "
+          f"target < 10 s: {'met' if with_proxies['met'] else 'MISSED'}")
+    results["preview_from_proxies"] = with_proxies
+    results["proxy_seconds_per_clip"] = stats(proxy_times)
+
+    serial = bench_preview(folder, analyses, replace(settings, render_processes=1), 1, proxies=proxies)
+    print(f"same with one render process: {serial['seconds']['median']:.2f} s "
+          f"(parallel speed-up x{serial['seconds']['median'] / s['median']:.2f})")
+    results["preview_from_proxies_one_process"] = serial
+
+    if not args.no_write and not smoke:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
