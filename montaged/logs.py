@@ -259,7 +259,30 @@ class LogFilter:
                 return bool(mention.search(rec.message))
             return True
 
+        matches.reject_line = self._line_rejecter()  # type: ignore[attr-defined]
         return matches
+
+    def _line_rejecter(self) -> Callable[[str], bool] | None:
+        """A cheap test on a raw header line that is True only for lines ``matches`` would
+        refuse, so a full scan of 60 MB of logs parses only the lines that can match."""
+        since = self.since_text
+        min_level = self.min_level
+        forms = self.path_forms
+        # A name with '"' or '\\' is escaped differently in the extras: no substring shortcut.
+        literal = bool(forms) and not any('"' in f or "\\" in f for f in forms)
+        if since is None and min_level is None and not literal:
+            return None
+
+        def reject(line: str) -> bool:
+            if since is not None and line[:24] < since:
+                return True
+            if min_level is not None:
+                end = line.find(" ", 25)
+                if LEVELS.get(line[25:end], logging.INFO) < min_level:
+                    return True
+            return literal and not any(f in line for f in forms)
+
+        return reject
 
 
 def make_filter(since: str | None = None, level: str | None = None, path: str | None = None,
@@ -344,9 +367,21 @@ def log_files(state_dir: Path | str) -> list[Path]:
 # reading files
 
 
-def _items(lines: Iterable[str]) -> Iterator[LogRecord | str]:
+def _header_shaped(line: str) -> bool:
+    # "2026-11-26T21:00:00.123Z LEVEL ...": cheaper than the regex, used before quick rejects.
+    return len(line) > 25 and line[23] == "Z" and line[10] == "T" and line[4] == "-" and line[24] == " "
+
+
+# Stands for a header line that a quick test already refused (its continuations go with it).
+_REJECTED = LogRecord("", "", "", "", {}, [])
+
+
+def _items(lines: Iterable[str], reject: Callable[[str], bool] | None = None) -> Iterator[LogRecord | str]:
     """Each line as a record (header) or a plain string (continuation line)."""
     for line in lines:
+        if reject is not None and _header_shaped(line) and reject(line):
+            yield _REJECTED
+            continue
         rec = parse_line(line)
         yield line if rec is None else rec
 
@@ -376,6 +411,8 @@ def _stream(items: Iterable[LogRecord | str], keep: Callable[[LogRecord], bool])
         if isinstance(item, str):
             if keeping:
                 yield item
+        elif item is _REJECTED:
+            keeping = False
         else:
             keeping = keep(item)
             if keeping:
@@ -416,10 +453,14 @@ def _reverse_lines(f: BinaryIO, end: int) -> Iterator[str]:
         yield _decode(buf)
 
 
-def _reverse_records(f: BinaryIO, end: int) -> Iterator[LogRecord]:
-    """Records of one file, newest first."""
+def _reverse_records(f: BinaryIO, end: int,
+                     reject: Callable[[str], bool] | None = None) -> Iterator[LogRecord]:
+    """Records of one file, newest first (those ``reject`` refuses on sight are skipped)."""
     tail: list[str] = []
     for line in _reverse_lines(f, end):
+        if reject is not None and _header_shaped(line) and reject(line):
+            tail = []
+            continue
         rec = parse_line(line)
         if rec is None:
             tail.append(line)
@@ -468,6 +509,7 @@ def tail_records(files: list[Path], keep: Callable[[LogRecord], bool], n: int,
     found: list[LogRecord] = []
     if n <= 0:
         return found
+    reject = getattr(keep, "reject_line", None)
     for index in range(len(files) - 1, -1, -1):
         path = files[index]
         is_current = current is not None and index == len(files) - 1
@@ -476,12 +518,12 @@ def tail_records(files: list[Path], keep: Callable[[LogRecord], bool], n: int,
         try:
             if is_current:
                 f, end = current  # type: ignore[misc]
-                records = _reverse_records(f, end)
+                records = _reverse_records(f, end, reject)
                 found.extend(_take(records, keep, n - len(found)))
             else:
                 with open(path, "rb") as f:
                     end = os.fstat(f.fileno()).st_size
-                    found.extend(_take(_reverse_records(f, end), keep, n - len(found)))
+                    found.extend(_take(_reverse_records(f, end, reject), keep, n - len(found)))
         except FileNotFoundError:
             continue  # rotated away while we read: its records are in the next name
         if len(found) >= n:
@@ -504,9 +546,12 @@ def read_lines(state_dir: Path | str, filt: LogFilter = LogFilter()) -> Iterator
     """Every kept line of the log file and its rotated siblings, oldest first."""
     keep = filt.compile()
     for path in log_files(state_dir):
+        if not filt.active:
+            yield from _forward_lines(path)  # nothing to decide: no need to parse
+            continue
         if path.name != LOG_FILE_NAME and _mtime_before(path, filt.since):
             continue
-        yield from _stream(_items(_forward_lines(path)), keep)
+        yield from _stream(_items(_forward_lines(path), getattr(keep, "reject_line", None)), keep)
 
 
 # --------------------------------------------------------------------------------------------
@@ -823,7 +868,8 @@ def _show_file(out: TextIO, state_dir: Path, *, follow: bool, lines: int | None,
         for rec in tail_records(files, keep, lines or 0, filt.since, current=(f, pos)):
             out.write(rec.text + "\n")
         out.flush()
-    for line in _stream(_items(follow_lines(base, f, pos, poll=poll, stop=stop)), keep):
+    reject = getattr(keep, "reject_line", None)
+    for line in _stream(_items(follow_lines(base, f, pos, poll=poll, stop=stop), reject), keep):
         out.write(line + "\n")
         out.flush()
     return 0

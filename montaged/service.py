@@ -358,8 +358,15 @@ class LineFormatter(_BaseFormatter):
     """The log file (and interactive stderr) format that :mod:`montaged.logs` parses."""
 
     def format(self, record: logging.LogRecord) -> str:
+        # RotatingFileHandler formats each record once to decide on rollover and again to
+        # write it, and the stderr handler a third time: format once, reuse the text.
+        cached = record.__dict__.get("_montaged_line")
+        if cached is not None:
+            return cached
         head = f"{format_time(record.created)} {record.levelname} {self.body(record)}"
-        return "\n".join([head, *self.detail_lines(record)])
+        text = "\n".join([head, *self.detail_lines(record)])
+        record._montaged_line = text
+        return text
 
 
 def syslog_priority(levelno: int) -> int:
