@@ -81,27 +81,26 @@ def run(config_path: str | None) -> None:
     one stops it at once; SIGHUP reloads the configuration."""
     from montaged.daemon import Daemon
 
+    from montaged.service import Notifier, setup_logging
+
     settings = _settings(config_path)
-    notifier = _setup_service(settings)
+    try:
+        settings.paths.state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        click.echo(f"montaged: cannot create the state directory {settings.paths.state}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    # journald when stderr is the journal, else a rotating log file in the state directory.
+    logging_setup = setup_logging(settings.paths.state, settings.daemon.log_level)
     if os.geteuid() == 0 and not settings.daemon.allow_root:
         logging.getLogger("montaged").error(
             "refusing to run as root: run montaged as an unprivileged user (the systemd unit uses "
             "User=montaged), or set allow_root = true in [daemon] if you really mean it"
         )
         sys.exit(EXIT_USAGE)
-    sys.exit(Daemon(settings, config_path=config_path, notifier=notifier).run())
-
-
-def _setup_service(settings: Settings):
-    """Logging (journald or a log file in the state directory) and the sd_notify channel."""
-    try:
-        from montaged.service import Notifier, setup_logging
-    except ImportError:  # pragma: no cover - service.py ships with the package
-        logging.basicConfig(level=settings.daemon.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return None
-    settings.paths.state.mkdir(parents=True, exist_ok=True)
-    setup_logging(settings.paths.state, settings.daemon.log_level)
-    return Notifier()
+    # unset_environment: worker processes must never talk to systemd's notify socket.
+    notifier = Notifier(unset_environment=True)
+    daemon = Daemon(settings, config_path=config_path, notifier=notifier, journal=logging_setup.journal)
+    sys.exit(daemon.run())
 
 
 # ---- status / jobs / retry / inspect -------------------------------------------------------------
@@ -128,8 +127,12 @@ def status(config_path: str | None, as_json: bool, watch: bool) -> None:
     else:
         from montaged.statusview import render_status
 
-        width = click.get_terminal_size()[0] if hasattr(click, "get_terminal_size") else 100
-        click.echo(render_status(doc, width=width, color=sys.stdout.isatty()))
+        import datetime as dt
+        import shutil
+
+        encoding = (getattr(sys.stdout, "encoding", None) or "").lower()
+        click.echo(render_status(doc, width=shutil.get_terminal_size((100, 24)).columns, color=sys.stdout.isatty(),
+                                 ascii="utf" not in encoding, now=dt.datetime.now(dt.timezone.utc)))
     if not doc["daemon"]["running"]:
         sys.exit(EXIT_NOT_RUNNING)
 
@@ -300,7 +303,7 @@ def preview(config_path: str | None, folder: Path, out_dir: Path | None, as_json
 @cli.command()
 @config_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they are logged.")
-@click.option("-n", "lines", type=int, default=50, show_default=True, help="How many of the last lines to show.")
+@click.option("-n", "lines", default="50", show_default=True, metavar="N|all", help="How many of the last lines to show (all: every line).")
 @click.option("--since", default=None, help="Only lines since this time: ISO time, or relative (10m, 2h, 1d, yesterday).")
 @click.option("--level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), default=None,
               help="Only lines at this level or more severe.")
@@ -310,9 +313,16 @@ def logs(config_path: str | None, follow: bool, lines: int, since: str | None, l
     """The daemon's log: journald when it runs under systemd, its log file otherwise."""
     from montaged import logs as logs_mod
 
+    if lines != "all" and not lines.isdigit():
+        raise click.BadParameter("must be a number or 'all'", param_hint="-n")
     settings = _settings(config_path)
-    sys.exit(logs_mod.show_logs(settings.paths.state, follow=follow, lines=lines, since=since,
-                                level=level.upper() if level else None, path=path_filter) or 0)
+    try:
+        code = logs_mod.show_logs(settings.paths.state, follow=follow, lines=None if lines == "all" else int(lines),
+                                  since=since, level=level.upper() if level else None, path=path_filter)
+    except logs_mod.LogQueryError as exc:
+        click.echo(f"montaged: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    sys.exit(code or 0)
 
 
 # ---- config -------------------------------------------------------------------------------------

@@ -98,6 +98,7 @@ class DaemonConfig:
     stop_timeout: float = opt(20.0, "seconds running jobs get to finish on SIGTERM before they are left to resume", min=0.0, max=3600.0)
     log_level: str = opt("INFO", "DEBUG | INFO | WARNING | ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     allow_root: bool = opt(False, "allow running as root (refused by default)")
+    forget_after: float = opt(600.0, "seconds the features of a deleted file are kept, so a file moved out and back (or a folder being reorganised) is not analysed again", min=0.0, max=30 * 86400.0)
 
 
 @dataclass(frozen=True)

@@ -99,11 +99,14 @@ def daemon_pid(state_dir: Path) -> int | None:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, config_path: str | None = None, notifier=None):
+    def __init__(self, settings: Settings, *, config_path: str | None = None, notifier=None, journal: bool = False):
         self.settings = settings
+        self.journal = journal  # logging goes to journald (`montaged logs` reads journalctl then)
         self.config_path = config_path
         self.notifier = notifier
-        self.events: "queue.SimpleQueue[RawEvent]" = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: a timed get on the C SimpleQueue was seen to block for
+        # good once a signal had interrupted it, which froze the loop after SIGHUP + SIGTERM.
+        self.events: "queue.Queue[RawEvent]" = queue.Queue()
         self.stop_requested = 0  # number of stop signals received
         self.reload_requested = False
         self.store: Store | None = None
@@ -115,7 +118,7 @@ class Daemon:
         self.hash_futures: dict[Future, tuple[int, str, os.stat_result]] = {}
         self.roots: dict[str, dict] = {}
         self.started = time.time()
-        self._last = {"leases": 0.0, "meta": 0.0, "folders": 0.0, "roots": 0.0, "progress": 0.0}
+        self._last = {"leases": 0.0, "meta": 0.0, "folders": 0.0, "roots": 0.0, "progress": 0.0, "forget": 0.0}
         self._meta_written: dict | None = None
         self._progress_pending: dict[int, tuple[float, float | None]] = {}
 
@@ -215,6 +218,7 @@ class Daemon:
     # ---- the main loop ---------------------------------------------------------------------------
     def tick(self) -> None:
         """One pass of the main loop. Waits up to TICK for a filesystem event."""
+        self._test_hang_hook()
         try:
             first = self.events.get(timeout=TICK)
         except queue.Empty:
@@ -245,6 +249,11 @@ class Daemon:
             self._last["leases"] = now
             jobs.renew_leases(self.store, [j.id for j in self.executor.running_jobs()], LEASE_SECONDS)
             self._reap_lost_jobs()
+        if now - self._last["forget"] >= min(60.0, max(1.0, self.settings.daemon.forget_after / 2)):
+            self._last["forget"] = now
+            released = jobs.forget_gone(self.store, self.settings.daemon.forget_after)
+            if released:
+                log.info("released the features of %d deleted file(s)", released)
         if now - self._last["roots"] >= max(2.0, self.settings.watch.poll_interval):
             self._last["roots"] = now
             self._check_roots()
@@ -253,6 +262,14 @@ class Daemon:
             if self.notifier.watchdog_due(now):
                 self.notifier.watchdog()
             self.notifier.status(self.summary())
+
+    def _test_hang_hook(self) -> None:
+        """Test-only (MONTAGED_TEST_HOOKS=1): while ``state/hang-main-loop`` exists the main loop
+        hangs, so a test can see that systemd's watchdog pings stop."""
+        if os.environ.get("MONTAGED_TEST_HOOKS") == "1":
+            marker = self.settings.paths.state / "hang-main-loop"
+            while marker.exists() and self.stop_requested < 2:
+                time.sleep(0.05)
 
     # ---- events and decisions --------------------------------------------------------------------
     def _handle_raw(self, event: RawEvent) -> None:
@@ -611,8 +628,8 @@ class Daemon:
             "state_dir": str(self.settings.paths.state),
             "output": str(self.settings.paths.output),
             "config": str(self.settings.source) if self.settings.source else None,
-            "journal": bool(os.environ.get("JOURNAL_STREAM")),
-            "roots": list(self.roots.values()),
+            "journal": self.journal,
+            "roots": [dict(r) for r in self.roots.values()],  # copies: compared with the last write
             "executor": self.executor.info() if self.executor else None,
         }
         if force or meta != self._meta_written:

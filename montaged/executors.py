@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -70,9 +69,9 @@ def report_progress(fraction: float) -> None:
     """Progress callback handed to analysis and render functions inside a worker."""
     if _progress_queue is not None and _current_job is not None:
         try:
-            _progress_queue.put_nowait(("progress", _current_job, float(fraction), os.getpid()))
-        except (queue.Full, OSError, ValueError):
-            pass  # progress is advisory; never let it fail a job
+            _progress_queue.put(("progress", _current_job, float(fraction), os.getpid()))
+        except (OSError, ValueError) as exc:  # progress is advisory; never let it fail a job
+            logging.getLogger("montaged.worker").debug("progress not sent: %s", exc)
 
 
 def _run(job_id: int, fn: Callable, args: tuple) -> Any:
@@ -112,14 +111,19 @@ class LocalExecutor:
     def __init__(self, processes: int, *, render_processes: int = 1):
         self.sizes = {"analysis": processes or os.cpu_count() or 1, "render": max(1, render_processes)}
         self._ctx = multiprocessing.get_context("spawn")
-        self._progress = self._ctx.Queue()
+        # SimpleQueue writes synchronously: a worker that dies right after "start" has still told
+        # us its pid (a Queue's feeder thread would have died with the message).
+        self._progress = self._ctx.SimpleQueue()
         self._pools: dict[str, ProcessPoolExecutor | None] = {"analysis": None, "render": None}
         self._running: dict[int, _Running] = {}
+        # pid -> Process of every worker we have seen, per pool: a broken pool forgets its
+        # processes, but their exit codes tell which job killed its worker.
+        self._workers: dict[str, dict[int, object]] = {"analysis": {}, "render": {}}
         self.pool_rebuilds = 0
         self.progress: dict[int, float] = {}
 
     def info(self) -> dict:
-        return {"kind": self.kind, "workers": sum(self.sizes.values()), "scheduler": None, "error": None}
+        return {"kind": self.kind, "workers": self.sizes["analysis"], "render_workers": self.sizes["render"], "scheduler": None, "error": None}
 
     def _pool(self, name: str) -> ProcessPoolExecutor:
         pool = self._pools[name]
@@ -136,7 +140,9 @@ class LocalExecutor:
         return self.sizes[pool] - busy
 
     def submit(self, job, pool: str, fn: Callable, *args) -> None:
-        future = self._pool(pool).submit(_run, job.id, fn, args)
+        executor = self._pool(pool)
+        future = executor.submit(_run, job.id, fn, args)
+        self._workers[pool].update(getattr(executor, "_processes", None) or {})
         self._running[job.id] = _Running(job, future, pool)
 
     def running_jobs(self) -> list:
@@ -147,10 +153,11 @@ class LocalExecutor:
         changed = {}
         while True:
             try:
-                kind, job_id, fraction, pid = self._progress.get_nowait()
-            except queue.Empty:
-                break
-            except (OSError, EOFError, ValueError):
+                if self._progress.empty():
+                    break
+                kind, job_id, fraction, pid = self._progress.get()
+            except (OSError, EOFError, ValueError) as exc:
+                log.debug("progress channel: %s", exc)
                 break
             run = self._running.get(job_id)
             if run is None:
@@ -210,7 +217,7 @@ class LocalExecutor:
     def _recover_broken(self, pool_name: str) -> list[Outcome]:
         """A worker of ``pool_name`` died: blame its job, requeue the others, rebuild the pool."""
         pool = self._pools[pool_name]
-        processes = dict(getattr(pool, "_processes", None) or {})
+        processes = {**self._workers[pool_name], **(getattr(pool, "_processes", None) or {})}
         runs = [r for r in self._running.values() if r.pool == pool_name]
         # Wait until every running future of this pool has failed (they fail together).
         for r in runs:
@@ -219,7 +226,10 @@ class LocalExecutor:
             except Exception as exc:  # noqa: BLE001 - only waiting for the future to settle
                 log.debug("future of job %s did not settle: %s", r.job.id, exc)
         self.drain_progress()
+        for proc in processes.values():
+            proc.join(timeout=5)  # reap, so that exitcode is known
         exit_codes = {pid: proc.exitcode for pid, proc in processes.items()}
+        self._workers[pool_name] = {}
         outcomes = []
         culprits = []
         for r in runs:

@@ -153,8 +153,10 @@ def _folder_waiting(conn, folder_text: str) -> bool:
 
 
 def file_gone(store: Store, path: str) -> list[str]:
-    """The file was deleted. Marks it (and everything under it, if it was a folder) gone, cancels
-    queued jobs nobody else needs and releases features nobody refers to. Returns the paths."""
+    """The file was deleted. Marks it (and everything under it, if it was a folder) gone and
+    cancels queued jobs nobody else needs. Features are kept for a while (see
+    :func:`forget_gone`): the "deletion" may be half of a move the watcher saw as two events.
+    Returns the paths."""
     raw = path_raw(path)
     prefix = raw.rstrip(b"/") + b"/"
     now = utcnow()
@@ -165,8 +167,7 @@ def file_gone(store: Store, path: str) -> list[str]:
         ).fetchall()
         for row in rows:
             conn.execute("UPDATE files SET state = 'gone', updated = ? WHERE id = ?", (now, row["id"]))
-        digests = {r["digest"] for r in rows if r["digest"]}
-        for digest in digests:
+        for digest in {r["digest"] for r in rows if r["digest"]}:
             still = conn.execute("SELECT 1 FROM files WHERE digest = ? AND state != 'gone' LIMIT 1", (digest,)).fetchone()
             if not still:
                 conn.execute(
@@ -174,9 +175,23 @@ def file_gone(store: Store, path: str) -> list[str]:
                     "WHERE kind = 'analyze' AND digest = ? AND state = 'queued'",
                     (now, digest),
                 )
-    for digest in digests:
-        store.release_features(digest)
     return [r["path"] for r in rows]
+
+
+def forget_gone(store: Store, older_than: float) -> int:
+    """Release the features of content that no file has had for ``older_than`` seconds, and drop
+    the rows of files deleted that long ago. Returns how many feature sets were released."""
+    import datetime as dt
+
+    cutoff = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=older_than)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = store.query(
+        "SELECT digest FROM files WHERE state = 'gone' AND digest IS NOT NULL GROUP BY digest HAVING MAX(updated) <= ?",
+        (cutoff,),
+    )
+    released = sum(1 for r in rows if store.release_features(r["digest"]))
+    with store.atomic() as conn:
+        conn.execute("DELETE FROM files WHERE state = 'gone' AND updated <= ?", (cutoff,))
+    return released
 
 
 def file_moved(store: Store, src: str, dest: str, root: str) -> bool:

@@ -32,7 +32,11 @@ def status_document(state_dir: Path) -> dict:
     if not (Path(state_dir) / "montaged.db").exists():
         return doc
     with Store(state_dir, readonly=True) as store:
+        if not store.current:
+            return doc
         meta = store.get_meta("daemon", {}) or {}
+        if pid is not None and meta.get("pid") != pid:
+            meta = {}  # written by an earlier run; the live daemon has not reported yet
         d = doc["daemon"]
         if pid is not None:
             d["version"] = meta.get("version", __version__)
@@ -84,6 +88,8 @@ def _folder(store: Store, row) -> dict:
 def job_list(state_dir: Path, state: str | None = None, limit: int | None = None) -> list[dict]:
     """``jobs --json``: newest last, as the contract shows."""
     with Store(state_dir, readonly=True) as store:
+        if not store.current:
+            return []
         sql = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY id"
         rows = store.query(sql, (state,) if state else ())
     out = [

@@ -157,7 +157,9 @@ class Store:
             if not self.db_path.exists():
                 raise StoreError(f"no montaged database in {self.state_dir} (has the daemon ever run with this state directory?)")
             self.conn = self._connect(f"file:{self.db_path}?mode=ro", uri=True)
-            self._check_version(self.conn.execute("PRAGMA user_version").fetchone()[0])
+            # Readers never migrate: an older (or still being created) schema reads as empty.
+            self.version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            self._check_version(self.version)
         else:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self.arrays_dir.mkdir(exist_ok=True)
@@ -166,6 +168,7 @@ class Store:
             self.conn = self._connect(str(self.db_path))
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.migrate()
+            self.version = SCHEMA_VERSION
         self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
 
@@ -214,6 +217,11 @@ class Store:
             self.conn.execute("COMMIT")
         else:
             self.conn.execute(f"RELEASE sp{self._depth}")
+
+    @property
+    def current(self) -> bool:
+        """Is the schema the one this version writes? (False while a daemon is creating it.)"""
+        return self.version == SCHEMA_VERSION
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()

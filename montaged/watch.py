@@ -110,7 +110,7 @@ class RawEvent:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, events: "queue.SimpleQueue[RawEvent]"):
+    def __init__(self, events: "queue.Queue[RawEvent]"):
         self.events = events
 
     def on_any_event(self, event) -> None:  # runs on watchdog's thread: enqueue and return
@@ -121,7 +121,10 @@ class _Handler(FileSystemEventHandler):
             self.events.put(RawEvent("dir_moved", src, os.fsdecode(event.dest_path)))
         elif isinstance(event, FileClosedEvent):
             self.events.put(RawEvent("closed", src))
-        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+        elif isinstance(event, FileCreatedEvent):
+            # Also what a move into the tree from outside looks like: no writer implied.
+            self.events.put(RawEvent("created", src))
+        elif isinstance(event, FileModifiedEvent):
             self.events.put(RawEvent("modified", src))
         elif isinstance(event, FileDeletedEvent):
             self.events.put(RawEvent("deleted", src))
@@ -135,7 +138,7 @@ class _OverflowSpy(logging.Handler):
     """watchdog reports an inotify queue overflow only as a log warning; turn it into an event so
     the daemon rescans and no file is missed."""
 
-    def __init__(self, events: "queue.SimpleQueue[RawEvent]"):
+    def __init__(self, events: "queue.Queue[RawEvent]"):
         super().__init__(level=logging.WARNING)
         self.events = events
 
@@ -157,7 +160,7 @@ class Observers:
     """One observer per root; inotify where it works, polling where it cannot (network file
     systems, or when the inotify watch/instance limit is exhausted)."""
 
-    def __init__(self, settings: Settings, events: "queue.SimpleQueue[RawEvent]"):
+    def __init__(self, settings: Settings, events: "queue.Queue[RawEvent]"):
         self.settings = settings
         self.events = events
         self.roots: dict[str, RootState] = {}
@@ -294,7 +297,7 @@ class Settler:
         out: list[Decision] = []
         if event.kind == "overflow":
             return [Decision("rescan", "")]
-        if event.kind in ("modified", "closed"):
+        if event.kind in ("created", "modified", "closed"):
             if self._wanted(event.path):
                 self.add(event.path, writing=event.kind == "modified", now=event.at)
                 if event.kind == "closed" and event.path in self.pending:

@@ -30,3 +30,13 @@ def _no_stray_config(monkeypatch):
     # Tests must never pick up a developer's own configuration.
     monkeypatch.delenv("MONTAGED_CONFIG", raising=False)
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tracks(tmp_path_factory):
+    """Eight small, distinct WAV tracks (3 s) to drop into watch folders."""
+    from montaged.synth.music import make_track
+
+    folder = tmp_path_factory.mktemp("tracks")
+    return [Path(make_track(str(folder / f"track{i}.wav"), bpm=90 + 10 * i, duration=3.0, seed=i, channels=1, sample_rate=22050).path)
+            for i in range(8)]

@@ -47,6 +47,7 @@ debounce_seconds = 0.5
 [daemon]
 allow_root = true
 stop_timeout = 20
+forget_after = 2
 {extra}
 """
     path.write_text(text)
@@ -63,7 +64,9 @@ class DaemonProcess:
     def __init__(self, config: Path, state: Path, env: dict | None = None):
         self.config = config
         self.state = state
-        self.env = {**os.environ, "MONTAGED_TEST_HOOKS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+        # PYTHONFAULTHANDLER: a daemon that does not stop in time is sent SIGABRT first, so its
+        # threads' stacks land in the log for the failing test to show.
+        self.env = {**os.environ, "MONTAGED_TEST_HOOKS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
         self.env.pop("NOTIFY_SOCKET", None) if "NOTIFY_SOCKET" not in (env or {}) else None
         self.proc: subprocess.Popen | None = None
         self.log_path = state.parent / f"daemon-{state.name}.stderr"
@@ -111,6 +114,10 @@ class DaemonProcess:
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            time.sleep(1.0)
+            raise AssertionError(f"daemon did not stop within {timeout}s:\n{self.output()}") from None
         finally:
             self._kill_group()
 

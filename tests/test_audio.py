@@ -484,3 +484,15 @@ def test_write_rejects_unknown_extension(tmp_path):
 def test_confidence_is_a_fraction(analysed):
     features, _a, _t = analysed("70bpm")
     assert 0.0 <= features["confidence"] <= 1.0 and not math.isnan(features["confidence"])
+
+
+@pytest.mark.parametrize("ext", ["m4a", "flac"])
+def test_header_without_audio_is_unreadable(tmp_path, ext):
+    good = str(tmp_path / f"good.{ext}")
+    make_track(good, duration=4.0)
+    data = open(good, "rb").read()
+    noise = np.random.default_rng(0).integers(0, 256, len(data) - 2000, dtype=np.uint8).tobytes()
+    bad = tmp_path / f"bad.{ext}"
+    bad.write_bytes(data[:2000] + noise)
+    with pytest.raises(MediaError, match=f"unreadable audio: bad.{ext}"):
+        decode_audio(str(bad), exact=False)

@@ -145,7 +145,11 @@ def test_move_follows_the_file_and_gone_releases_features(store, tmp_path):
     row = store.query_one("SELECT path, folder, state FROM files")
     assert tuple(row) == (str(tmp_path / "moved" / "a.mp4"), str(tmp_path / "moved"), "analyzed")
     assert jobs.file_gone(store, str(tmp_path / "moved")) == [str(tmp_path / "moved" / "a.mp4")]
+    assert store.has_features("d1")  # kept a while: the deletion may be half of a move
+    assert jobs.forget_gone(store, older_than=3600) == 0
+    assert jobs.forget_gone(store, older_than=-1) == 1
     assert not store.has_features("d1")
+    assert store.query_one("SELECT COUNT(*) FROM files")[0] == 0
 
 
 def test_non_utf8_file_names_round_trip(store, tmp_path):
