@@ -31,9 +31,12 @@ log = logging.getLogger("montaged.media.audio")
 
 # A file where more than this fraction of packets fail to decode is not usable audio.
 MAX_CORRUPT_FRACTION = 0.5
+# This many decode errors with no good frame between them: the rest of the file is garbage.
+MAX_ERRORS_IN_A_ROW = 50
 # Holes in the timestamps longer than this are broken timestamps, not lost audio: not filled.
 MAX_GAP = 60.0
 
+_HEADER_FORMATS = {".wav", ".wave", ".w64", ".aif", ".aiff", ".aifc", ".caf", ".au"}
 _DTYPES = {"u8": (np.uint8, 128.0, 1 / 128.0), "s16": (np.int16, 0.0, 1 / 32768.0),
            "s32": (np.int32, 0.0, 1 / 2147483648.0), "flt": (np.float32, 0.0, 1.0),
            "dbl": (np.float64, 0.0, 1.0), "s64": (np.int64, 0.0, 1 / 9223372036854775808.0)}
@@ -62,14 +65,17 @@ def decode(path: str, rate: int = 22050, start: float = 0.0, duration: float | N
     """Decode the audio of ``path`` from ``start`` for ``duration`` seconds (None: to the end).
 
     Raises :class:`MediaError` ``not a media file: x`` when FFmpeg cannot read it at all,
-    ``no audio track: x`` when it has no audio stream, ``unreadable audio: x`` when nearly every
-    packet is corrupt.
+    ``no audio track: x`` when it has no audio stream, ``unreadable audio: x`` when most packets
+    are corrupt or not a single frame decodes.
     """
     name = os.path.basename(path)
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
+    # PCM containers carry every parameter in their header, yet FFmpeg's stream probing reads
+    # up to 5 MB of them (~60 ms per file): a small probe size is enough there.
+    options = {"probesize": "32768"} if os.path.splitext(path)[1].lower() in _HEADER_FORMATS else {}
     try:
-        container = av.open(path, metadata_errors="ignore")
+        container = av.open(path, metadata_errors="ignore", options=options)
     except FileNotFoundError as exc:
         raise MediaError(f"file not found: {name}") from exc
     except (av.FFmpegError, UnicodeDecodeError, OSError) as exc:
@@ -115,54 +121,73 @@ def _decode_stream(container, stream, name: str, rate: int, start: float, durati
     else:
         factor = max(1, int(round(src_rate / rate)))
         out_rate = src_rate // factor
-        sink = _NumpySink(factor)
+        known = container.duration / 1e6 if container.duration else 0.0
+        expected = (min(known, duration) if duration is not None else known) if known else 0.0
+        sink = _NumpySink(factor, int(min(expected + 1.0, MAX_GAP * 60) * src_rate))
 
-    packets = corrupt = gaps = 0
+    frames = corrupt = gaps = 0
     truncated = False
     first_time: float | None = None
-    demux = container.demux(stream)
-    while True:
+    pushed = 0  # source-rate samples handed to the sink, silence included
+    tb = float(stream.time_base) if stream.time_base else 0.0
+    stop_at = None if end is None else end + 0.05
+    errors_in_a_row = 0
+    # container.decode runs demux + decode in PyAV's compiled loop: the per-frame cost is what
+    # dominates (~43 AAC frames per second of music), so the Python body below stays minimal.
+    source = container.decode(stream)
+    done = False
+    while not done:
         try:
-            packet = next(demux)
-        except StopIteration:
-            break
+            for frame in source:
+                errors_in_a_row = 0
+                pts = frame.pts
+                if first_time is None:
+                    first_time = (pts * tb - origin) if pts is not None else start
+                    if stop_at is not None and first_time >= stop_at:
+                        done = True
+                        break
+                elif pts is not None:
+                    # Samples lost to a skipped packet or a dropped page: fill the hole with
+                    # silence so that everything after it stays at its true time.
+                    gap = (pts * tb - origin) - first_time - pushed / src_rate
+                    if 0.002 < gap < MAX_GAP:
+                        n_gap = int(round(gap * src_rate))
+                        sink.push_silence(n_gap, frame)
+                        pushed += n_gap
+                        gaps += 1
+                sink.push(frame)
+                pushed += frame.samples
+                frames += 1
+                if stop_at is not None and first_time + pushed / src_rate >= stop_at:
+                    done = True
+                    break
+            done = True
+        except (av.error.InvalidDataError, av.error.UndefinedError, av.error.PatchWelcomeError) as exc:
+            # One bad packet: skip it and go on with the next (a new generator resumes the
+            # demuxer where it stopped).
+            corrupt += 1
+            errors_in_a_row += 1
+            log.debug("%s: skipped a corrupt packet: %s", name, exc)
+            if errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
+                truncated = True
+                log.warning("%s: decoding stopped after %d errors in a row; using the audio before them",
+                            name, errors_in_a_row)
+                break
+            source = container.decode(stream)
         except av.FFmpegError as exc:
             # A truncated or damaged container: keep what decoded so far.
             truncated = True
             log.warning("%s: demuxing stopped at damage (%s); using the audio before it", name, exc)
             break
-        if packet.size == 0 and packet.pts is None:
-            frames = _decode_packet(ctx, None)  # flush packet at the end of the stream
-        else:
-            packets += 1
-            try:
-                frames = ctx.decode(packet)
-            except (av.error.InvalidDataError, av.error.UndefinedError, av.error.PatchWelcomeError) as exc:
-                corrupt += 1
-                log.debug("%s: skipped a corrupt packet at %s: %s", name, packet.pts, exc)
-                continue
-        for frame in frames:
-            t = frame.time
-            if first_time is None:
-                first_time = (t - origin) if t is not None else start
-                if end is not None and first_time >= end:
-                    break
-            elif t is not None:
-                # Samples lost to a skipped packet or a dropped page: fill the hole with silence
-                # so that everything after it stays at its true time (beats must not slide).
-                gap = (t - origin) - (first_time + sink.seconds(src_rate))
-                if 0.002 < gap < MAX_GAP:
-                    sink.push_silence(int(round(gap * src_rate)), frame)
-                    gaps += 1
-            sink.push(frame)
-        if end is not None and first_time is not None and sink.seconds(src_rate) + first_time >= end + 0.05:
-            break
-    if packets and corrupt > MAX_CORRUPT_FRACTION * packets:
-        raise MediaError(f"unreadable audio: {name} ({corrupt} of {packets} packets corrupt)")
+    if corrupt > MAX_CORRUPT_FRACTION * (frames + corrupt) and corrupt:
+        raise MediaError(f"unreadable audio: {name} ({corrupt} of {frames + corrupt} packets corrupt)")
+    if frames == 0 and start == 0.0:
+        # Headers but not one decodable frame (a download cut off right after its header).
+        raise MediaError(f"unreadable audio: {name} (no audio frame could be decoded)")
     samples = sink.finish()
     if corrupt or gaps:
-        log.warning("%s: skipped %d corrupt audio packets of %d, filled %d gaps with silence",
-                    name, corrupt, packets, gaps)
+        log.warning("%s: skipped %d corrupt audio packets (%d decoded), filled %d gaps with silence",
+                    name, corrupt, frames, gaps)
     # Align sample 0 with media time ``start``: pad when the audio starts late (video files often
     # start audio a few ms in), cut when decoding began before ``start`` (seek to a keyframe).
     lead = int(round(((first_time if first_time is not None else start) - start) * out_rate))
@@ -176,14 +201,6 @@ def _decode_stream(container, stream, name: str, rate: int, start: float, durati
                         ctx.name, corrupt, truncated)
 
 
-def _decode_packet(ctx, packet):
-    try:
-        return ctx.decode(packet)
-    except (av.error.InvalidDataError, av.error.UndefinedError) as exc:
-        log.debug("decoder flush failed: %s", exc)
-        return []
-
-
 class _ResampleSink:
     """Frames -> FFmpeg's resampler (format, downmix and rate in C) -> one mono array."""
 
@@ -191,10 +208,8 @@ class _ResampleSink:
         # A large output frame size: fewer Python objects per second of audio.
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate, frame_size=1 << 15)
         self._chunks: list[np.ndarray] = []
-        self._in = 0
 
     def push(self, frame) -> None:
-        self._in += frame.samples
         for out in self._resampler.resample(frame):
             self._chunks.append(np.frombuffer(out.planes[0], np.float32, out.samples).copy())
 
@@ -209,9 +224,6 @@ class _ResampleSink:
         silent.sample_rate = like.sample_rate
         self.push(silent)
 
-    def seconds(self, src_rate: int) -> float:
-        return self._in / src_rate
-
     def finish(self) -> np.ndarray:
         for out in self._resampler.resample(None):
             self._chunks.append(np.frombuffer(out.planes[0], np.float32, out.samples).copy())
@@ -219,96 +231,94 @@ class _ResampleSink:
 
 
 class _NumpySink:
-    """Frames -> channel average (numpy, LFE excluded) -> integer-factor box decimation.
+    """Frames -> channel sum (numpy, LFE excluded) into one growing buffer -> box decimation.
 
-    ``push`` only keeps zero-copy views of the decoded planes (the per-frame cost is what
-    dominates at ~43 AAC frames per second); all arithmetic happens once, on whole arrays.
+    Each frame costs one copy and one add per channel into a preallocated buffer (no list of
+    chunks, no concatenation of millions of samples at the end); the per-frame cost is what
+    dominates at ~43 AAC frames per second of music.
     """
 
-    def __init__(self, factor: int):
+    def __init__(self, factor: int, expected_samples: int = 0):
         self.factor = factor
-        self._planar: list[list[np.ndarray]] = []  # per kept channel, its chunks
-        self._packed: list[np.ndarray] = []  # [n, channels] chunks for interleaved formats
+        self._buf = np.empty(max(expected_samples, 1 << 16), np.float32)
+        self._pos = 0
+        self._seg = 0  # start of the samples not yet scaled to -1..1
         self._kind: tuple | None = None
-        self._in = 0
 
     def _setup(self, frame) -> tuple:
         base = frame.format.name.rstrip("p")
-        dtype, bias, scale = _DTYPES.get(base, (None, 0.0, 1.0))
+        if base not in _DTYPES:
+            raise MediaError(f"unsupported audio sample format {frame.format.name}")
+        dtype, bias, scale = _DTYPES[base]
         names = [c.name for c in frame.layout.channels]
         nch = frame.layout.nb_channels
         keep = [i for i, c in enumerate(names) if c != "LFE"] or list(range(nch))
         return (frame.format.name, frame.layout.name, dtype, bias, scale, frame.format.is_planar, nch, keep)
 
+    def _segment(self, n: int) -> np.ndarray:
+        end = self._pos + n
+        if end > len(self._buf):
+            grown = np.empty(max(end, 2 * len(self._buf)), np.float32)
+            grown[: self._pos] = self._buf[: self._pos]
+            self._buf = grown
+        seg = self._buf[self._pos : end]
+        self._pos = end
+        return seg
+
+    def _scale_pending(self) -> None:
+        """Turn the samples pushed since the last format change into the -1..1 channel mean."""
+        if self._kind is None or self._seg == self._pos:
+            return
+        _f, _l, _d, bias, scale, _p, _n, keep = self._kind
+        part = self._buf[self._seg : self._pos]
+        if bias:
+            part -= bias * len(keep)
+        part *= scale / len(keep)
+        self._seg = self._pos
+
     def push(self, frame) -> None:
         kind = self._kind
         if kind is None or kind[0] != frame.format.name or kind[1] != frame.layout.name:
-            if kind is not None:
-                # Format changed mid-stream (rare: some broadcast recordings): flush what we have.
-                self._mixed = self._finish_raw(self.factor)
+            # First frame, or the format changed mid-stream (some broadcast recordings).
+            self._scale_pending()
             kind = self._kind = self._setup(frame)
-            if kind[2] is None:
-                frame = frame.reformat(format="fltp")
-                kind = self._kind = self._setup(frame)
-        n = frame.samples
         _f, _l, dtype, _b, _s, planar, nch, keep = kind
+        n = frame.samples
+        pos = self._pos
+        if pos + n > len(self._buf):
+            self._segment(n)
+            self._pos = pos
+        seg = self._buf[pos : pos + n]
+        self._pos = pos + n
         if planar:
             planes = frame.planes
-            if not self._planar:
-                self._planar = [[] for _ in keep]
-            for chunks, i in zip(self._planar, keep):
-                chunks.append(np.frombuffer(planes[i], dtype, n))
+            np.copyto(seg, np.frombuffer(planes[keep[0]], dtype, n), casting="unsafe")
+            for i in keep[1:]:
+                seg += np.frombuffer(planes[i], dtype, n)
         else:
-            self._packed.append(np.frombuffer(frame.planes[0], dtype, n * nch).reshape(n, nch))
-        self._in += n
+            data = np.frombuffer(frame.planes[0], dtype, n * nch).reshape(n, nch)
+            np.copyto(seg, data[:, keep[0]], casting="unsafe")
+            for i in keep[1:]:
+                seg += data[:, i]
 
     def push_silence(self, n: int, like) -> None:
         if self._kind is None:
             self._kind = self._setup(like)
-        _f, _l, dtype, _b, _s, planar, nch, keep = self._kind
-        if planar:
-            if not self._planar:
-                self._planar = [[] for _ in keep]
-            for chunks in self._planar:
-                chunks.append(np.zeros(n, dtype))
-        else:
-            self._packed.append(np.zeros((n, nch), dtype))
-        self._in += n
-
-    def seconds(self, src_rate: int) -> float:
-        return self._in / src_rate
-
-    _mixed: np.ndarray | None = None
-
-    def _finish_raw(self, k: int = 1) -> np.ndarray:
-        """Average of the kept channels, box-decimated by ``k``, for everything pushed so far.
-
-        Box filter then keep every k-th sample: a crude anti-alias filter, but onset detection
-        only needs band energies and their changes, and folding the decimation into the channel
-        sum costs one strided pass per channel instead of extra full-rate copies.
-        """
-        kind = self._kind
-        if kind is None:
-            return np.zeros(0, np.float32)
-        _f, _l, dtype, bias, scale, planar, nch, keep = kind
-        if planar:
-            channels = [np.concatenate(chunks) for chunks in self._planar]
-        else:
-            data = np.concatenate(self._packed) if self._packed else np.zeros((0, nch), dtype)
-            channels = [data[:, i] for i in keep]
-        m = (len(channels[0]) // k * k) if channels else 0
-        mono = np.zeros(m // k, np.float32)
-        for ch in channels:
-            for i in range(k):
-                mono += ch[i:m:k]
-        if bias:
-            mono -= bias * len(channels) * k
-        mono *= scale / (len(channels) * k)
-        self._planar, self._packed = [], []
-        if self._mixed is not None:
-            mono = np.concatenate([self._mixed, mono])
-            self._mixed = None
-        return mono
+        _f, _l, _d, bias, _s, _p, _n, keep = self._kind
+        # "silence" before scaling is the format's zero level (128 for unsigned 8-bit)
+        self._segment(n)[:] = bias * len(keep)
 
     def finish(self) -> np.ndarray:
-        return self._finish_raw(self.factor)
+        self._scale_pending()
+        x = self._buf[: self._pos]
+        k = self.factor
+        if k == 1:
+            return x.copy() if len(self._buf) > 2 * self._pos else x
+        # Box filter then keep every k-th sample: a crude anti-alias filter, but onset detection
+        # only needs band energies and their changes, and it costs one strided pass per phase.
+        m = len(x) // k * k
+        mono = x[0:m:k].copy()
+        for i in range(1, k):
+            mono += x[i:m:k]
+        mono *= 1.0 / k
+        return mono

@@ -1,0 +1,321 @@
+"""Beat tracking benchmark: montaged vs librosa on synthetic music with known beats.
+
+Accuracy: a suite of synthetic tracks (70..180 BPM, swing, tempo drift, the intro / verse /
+breakdown / drop / outro layout, 60..180 s), encoded to MP3 so that both sides decode a lossy
+file with their own decoder (montaged: PyAV; librosa: ``librosa.load`` via soundfile). Each is
+scored with ``mir_eval.beat.f_measure`` (70 ms window, beats before 5 s ignored) and tempo
+error at the annotated (quarter-note) level.
+
+Speed: a 3-minute AAC (.m4a) track, decode included, pinned to one core, median/min/max of N
+runs after a warm-up call on both sides (librosa's numba JIT is warm). ``librosa.load`` cannot
+open AAC without an ffmpeg binary (audioread has no backend here), so librosa's AAC pipeline is
+PyAV decode + ``librosa.to_mono`` + ``librosa.resample`` (what ``load`` does after decoding) +
+``beat_track``; the same audio as WAV is also timed with plain ``librosa.load`` + ``beat_track``.
+
+    .venv/bin/pip install librosa          # bench-only extra
+    .venv/bin/python benchmarks/bench_beats.py            # full run, writes results/beats.json
+    .venv/bin/python benchmarks/bench_beats.py --smoke    # 2 short tracks, a harness check
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core for everything, BLAS and numba included: set before numpy is imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from montaged.analysis import audio as music  # noqa: E402
+from montaged.media.audio import decode  # noqa: E402
+from montaged.synth import music as synth  # noqa: E402
+
+CACHE = ROOT / ".cache" / "beats"
+RESULTS = ROOT / "results" / "beats.json"
+
+SUITE = [
+    dict(name="slow-70", bpm=70.0, duration=90.0, seed=11),
+    dict(name="shuffle-84", bpm=84.0, duration=120.0, swing=0.33, seed=12),
+    dict(name="drift-96", bpm=96.0, duration=150.0, drift=0.03, seed=13),
+    dict(name="swing-110", bpm=110.0, duration=60.0, swing=0.15, seed=14),
+    dict(name="slowdown-124", bpm=124.0, duration=180.0, drift=-0.04, seed=15),
+    dict(name="straight-138", bpm=138.0, duration=120.0, seed=16),
+    dict(name="swing-drift-150", bpm=150.0, duration=90.0, swing=0.2, drift=0.03, seed=17),
+    dict(name="fast-165", bpm=165.0, duration=75.0, seed=18),
+    dict(name="fast-drift-180", bpm=180.0, duration=120.0, drift=-0.03, seed=19),
+    dict(name="ramp-76", bpm=76.0, duration=150.0, drift=0.05, swing=0.1, seed=20),
+]
+SMOKE = [
+    dict(name="smoke-100", bpm=100.0, duration=24.0, seed=1),
+    dict(name="smoke-swing-150", bpm=150.0, duration=24.0, swing=0.25, seed=2),
+]
+SPEED_TRACK = dict(name="speed-3min", bpm=124.0, duration=180.0, drift=0.02, seed=7)
+SMOKE_SPEED_TRACK = dict(name="speed-smoke", bpm=124.0, duration=20.0, seed=7)
+
+TARGET_F = 0.95
+TARGET_TEMPO = 0.02
+TARGET_SECONDS = 0.25
+TARGET_SPEEDUP = 3.0
+
+
+# --------------------------------------------------------------------------------------------
+# Tracks
+
+
+def _synth_fingerprint() -> str:
+    return hashlib.sha1(Path(synth.__file__).read_bytes()).hexdigest()[:10]
+
+
+def build(spec: dict, ext: str) -> tuple[Path, synth.TrackTruth]:
+    """The track of ``spec`` as ``ext``, cached by spec and synthesiser source, and its truth."""
+    params = {k: v for k, v in spec.items() if k != "name"}
+    key = hashlib.sha1(json.dumps([params, _synth_fingerprint()], sort_keys=True).encode()).hexdigest()[:12]
+    path = CACHE / f"{spec['name']}-{key}.{ext}"
+    samples, sr, truth = synth.synth_track(**params)
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        synth.write_audio(str(path), samples, sr)
+    truth.path = str(path)
+    return path, truth
+
+
+class _Info:
+    def __init__(self, duration: float):
+        self.duration = duration
+        self.kind = "audio"
+
+
+def run_montaged(path: Path, duration: float) -> tuple[np.ndarray, float]:
+    result = music.analyze_audio(str(path), _Info(duration), lambda _f: None)
+    return np.array(result.features["beats"]), float(result.features["tempo"])
+
+
+def run_librosa(path: Path) -> tuple[np.ndarray, float]:
+    import librosa
+
+    y, sr = librosa.load(str(path), sr=22050)
+    tempo, beats = librosa.beat.beat_track(y=y, sr=sr, units="time")
+    return np.asarray(beats), float(np.atleast_1d(tempo)[0])
+
+
+def run_librosa_aac(path: Path) -> tuple[np.ndarray, float]:
+    """librosa.load's steps for a file it cannot open: decode (PyAV), to_mono, resample."""
+    import librosa
+
+    import av
+
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray() for f in c.decode(audio=0)]
+        sr = c.streams.audio[0].rate
+    y = librosa.to_mono(np.concatenate(frames, axis=1))
+    y = librosa.resample(y, orig_sr=sr, target_sr=22050)
+    tempo, beats = librosa.beat.beat_track(y=y, sr=22050, units="time")
+    return np.asarray(beats), float(np.atleast_1d(tempo)[0])
+
+
+def score(truth: synth.TrackTruth, beats: np.ndarray, tempo: float) -> tuple[float, float]:
+    import mir_eval
+
+    f = mir_eval.beat.f_measure(mir_eval.beat.trim_beats(truth.beats), mir_eval.beat.trim_beats(beats))
+    return float(f), float(tempo / truth.tempo - 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+
+
+def timed(fn, runs: int) -> dict:
+    walls, cpus = [], []
+    for _ in range(runs):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return {"median": statistics.median(walls), "min": min(walls), "max": max(walls),
+            "cpu_median": statistics.median(cpus), "runs": runs}
+
+
+def machine() -> dict:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import av
+    import scipy
+
+    info = {"cpu": model, "cores": os.cpu_count(), "pinned_to_cores": sorted(os.sched_getaffinity(0)),
+            "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+            "av": av.__version__, "load_average": [round(x, 2) for x in os.getloadavg()]}
+    try:
+        import librosa
+
+        info["librosa"] = librosa.__version__
+    except ImportError:
+        info["librosa"] = None
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="2 short tracks and a short speed test (harness check)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per speed measurement (default 9; smoke 2)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"results JSON (default {RESULTS.relative_to(ROOT.parent)}; smoke: not written unless given)")
+    parser.add_argument("--no-librosa", action="store_true", help="montaged only")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+    # Single core: pin the process (and any thread it starts) to one CPU.
+    try:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    except (AttributeError, OSError):
+        pass
+    use_librosa = not args.no_librosa
+    if use_librosa:
+        try:
+            import librosa  # noqa: F401
+        except ImportError:
+            print("librosa is not installed (.venv/bin/pip install librosa); running montaged only")
+            use_librosa = False
+
+    suite = SMOKE if args.smoke else SUITE
+    runs = args.runs or (2 if args.smoke else 9)
+    out = args.out if args.out is not None else (None if args.smoke else RESULTS)
+
+    # Warm-up both sides once: imports, FFT plans, librosa's numba JIT.
+    warm, _t = build(SMOKE[0], "mp3")
+    run_montaged(warm, 24.0)
+    if use_librosa:
+        run_librosa(warm)
+
+    rows = []
+    for spec in suite:
+        path, truth = build(spec, "mp3")
+        t0 = time.perf_counter()
+        beats, tempo = run_montaged(path, truth.duration)
+        m_time = time.perf_counter() - t0
+        f, terr = score(truth, beats, tempo)
+        row = {"track": spec["name"], "bpm": spec["bpm"], "duration": spec["duration"],
+               "swing": spec.get("swing", 0.0), "drift": spec.get("drift", 0.0), "true_tempo": round(truth.tempo, 3),
+               "montaged": {"f": round(f, 4), "tempo": round(tempo, 3), "tempo_error": round(terr, 5),
+                            "seconds": round(m_time, 4)}}
+        if use_librosa:
+            t0 = time.perf_counter()
+            lb, lt = run_librosa(path)
+            l_time = time.perf_counter() - t0
+            lf, lerr = score(truth, lb, lt)
+            row["librosa"] = {"f": round(lf, 4), "tempo": round(lt, 3), "tempo_error": round(lerr, 5),
+                              "seconds": round(l_time, 4)}
+        rows.append(row)
+        _print_row(row)
+
+    # Speed: 3-minute AAC, decode included, one core.
+    speed_spec = SMOKE_SPEED_TRACK if args.smoke else SPEED_TRACK
+    aac, truth = build(speed_spec, "m4a")
+    wav, _ = build(speed_spec, "wav")
+    speed = {"track": speed_spec["name"], "duration": speed_spec["duration"], "runs": runs}
+    speed["montaged_aac"] = timed(lambda: run_montaged(aac, truth.duration), runs)
+    # Where montaged's time goes: decode vs analysis (same runs count).
+    speed["montaged_aac_decode_only"] = timed(lambda: decode(str(aac), music.ANALYSIS_RATE, exact=False), runs)
+    speed["decode_exact_resampler"] = timed(lambda: decode(str(aac), music.ANALYSIS_RATE, exact=True), runs)
+    speed["montaged_wav"] = timed(lambda: run_montaged(wav, truth.duration), runs)
+    if use_librosa:
+        lruns = max(2, runs // 3) if not args.smoke else runs
+        speed["librosa_aac"] = timed(lambda: run_librosa_aac(aac), lruns)
+        speed["librosa_wav"] = timed(lambda: run_librosa(wav), lruns)
+        speed["speedup_aac"] = speed["librosa_aac"]["median"] / speed["montaged_aac"]["median"]
+        speed["speedup_wav"] = speed["librosa_wav"]["median"] / speed["montaged_wav"]["median"]
+
+    report = {"benchmark": "beats", "smoke": args.smoke, "machine": machine(), "tracks": rows, "speed": speed,
+              "summary": _summary(rows, speed, use_librosa, args.smoke)}
+    _print_report(report, use_librosa)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, out)
+        print(f"\nwrote {out}")
+    return 0
+
+
+def _summary(rows: list[dict], speed: dict, use_librosa: bool, smoke: bool) -> dict:
+    mf = [r["montaged"]["f"] for r in rows]
+    s = {"montaged_mean_f": round(float(np.mean(mf)), 4),
+         "montaged_min_f": round(float(np.min(mf)), 4),
+         "montaged_max_tempo_error": round(float(max(abs(r["montaged"]["tempo_error"]) for r in rows)), 5),
+         "montaged_aac_median_s": round(speed["montaged_aac"]["median"], 4)}
+    targets = {"mean_f>=0.95": s["montaged_mean_f"] >= TARGET_F,
+               "tempo_within_2%_every_track": s["montaged_max_tempo_error"] <= TARGET_TEMPO}
+    if not smoke:
+        targets["3min_aac<=0.25s"] = s["montaged_aac_median_s"] <= TARGET_SECONDS
+    if use_librosa:
+        s["librosa_mean_f"] = round(float(np.mean([r["librosa"]["f"] for r in rows])), 4)
+        s["speedup_aac"] = round(speed["speedup_aac"], 2)
+        s["speedup_wav"] = round(speed["speedup_wav"], 2)
+        targets["f>=librosa_every_track"] = all(r["montaged"]["f"] >= r["librosa"]["f"] for r in rows)
+        targets[">=3x_faster_than_librosa_aac"] = speed["speedup_aac"] >= TARGET_SPEEDUP
+    s["targets"] = targets
+    return s
+
+
+def _print_row(r: dict) -> None:
+    m = r["montaged"]
+    line = (f"{r['track']:17s} {r['bpm']:6.1f} {r['duration']:6.0f}s sw={r['swing']:.2f} dr={r['drift']:+.2f} | "
+            f"montaged F={m['f']:.3f} tempo={m['tempo']:7.2f} ({m['tempo_error'] * 100:+.2f}%) {m['seconds']:.2f}s")
+    if "librosa" in r:
+        lb = r["librosa"]
+        line += f" | librosa F={lb['f']:.3f} tempo={lb['tempo']:7.2f} ({lb['tempo_error'] * 100:+.2f}%) {lb['seconds']:.2f}s"
+    print(line, flush=True)
+
+
+def _print_report(report: dict, use_librosa: bool) -> None:
+    mach = report["machine"]
+    print(f"\nmachine: {mach['cpu']}, {mach['cores']} cores (pinned to {mach['pinned_to_cores']}), "
+          f"load average {mach['load_average']}, python {mach['python']}, numpy {mach['numpy']}, av {mach['av']}"
+          + (f", librosa {mach['librosa']}" if use_librosa else ""))
+    sp = report["speed"]
+    print(f"\nspeed on {sp['track']} ({sp['duration']:.0f} s), wall seconds, median / min / max of N runs:")
+
+    def fmt(key, label):
+        t = sp[key]
+        print(f"  {label:48s} {t['median']:7.3f} {t['min']:7.3f} {t['max']:7.3f}  (cpu {t['cpu_median']:.3f}, N={t['runs']})")
+
+    fmt("montaged_aac", "montaged analyze, AAC (decode + analysis)")
+    fmt("montaged_aac_decode_only", "  of which: decode (fast path)")
+    fmt("decode_exact_resampler", "  for reference: decode via av.AudioResampler")
+    fmt("montaged_wav", "montaged analyze, WAV")
+    if use_librosa:
+        fmt("librosa_aac", "librosa AAC: PyAV decode+to_mono+resample+beat_track")
+        fmt("librosa_wav", "librosa load + beat_track, WAV")
+        print(f"  speedup: AAC {sp['speedup_aac']:.1f}x, WAV {sp['speedup_wav']:.1f}x")
+    s = report["summary"]
+    print(f"\nmontaged mean F {s['montaged_mean_f']:.3f} (min {s['montaged_min_f']:.3f}), "
+          f"max tempo error {s['montaged_max_tempo_error'] * 100:.2f}%"
+          + (f"; librosa mean F {s['librosa_mean_f']:.3f}" if use_librosa else ""))
+    for name, ok in s["targets"].items():
+        print(f"  target {name:32s} {'met' if ok else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
