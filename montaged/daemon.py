@@ -439,16 +439,14 @@ class Daemon:
                 jobs.folder_failed(self.store, folder["id"], str(exc))
 
     def _check_folder(self, folder) -> None:
-        from montaged.montage.manifest import load_manifest, resolve_inputs
+        from montaged.montage.preview import folder_inputs
 
         path = Path(os.fsdecode(bytes(folder["rawpath"])))
-        manifest_path = path / self.settings.preview.manifest
-        if not manifest_path.is_file():
+        if not (path / self.settings.preview.manifest).is_file():
             jobs.manifest_removed(self.store, str(path))
             return
-        manifest = load_manifest(manifest_path)
-        inputs = resolve_inputs(path, manifest)
-        if getattr(inputs, "missing", None):
+        _, inputs = folder_inputs(path, self.settings.preview)
+        if not inputs.ready:
             jobs.folder_waiting_note(self.store, folder["id"], "waiting for expected files: " + ", ".join(str(m) for m in inputs.missing))
             return
         wanted = [*inputs.clips, inputs.music]

@@ -253,6 +253,9 @@ class Settler:
     # A writer that keeps a file open without closing it (and without writing) this long is
     # assumed finished; if it writes again, the file is re-analysed (the result is replaced).
     OPEN_WRITER_GRACE = 60.0
+    # A manifest is a few bytes written at once; once closed it only needs a moment. (A manifest
+    # read half-written fails to parse and is read again at its next close: nothing is lost.)
+    MANIFEST_SETTLE = 0.3
 
     def __init__(self, settings: Settings, roots: list[str]):
         self.settings = settings
@@ -353,10 +356,11 @@ class Settler:
     def due(self, now: float | None = None) -> list[Decision]:
         """Candidates that have been quiet for ``settle_seconds`` and are unchanged on disk."""
         now = time.monotonic() if now is None else now
-        settle = self.settings.watch.settle_seconds
         out = []
         for path, cand in list(self.pending.items()):
             quiet = now - cand.changed_at
+            is_manifest = os.path.basename(path) == self.manifest_name
+            settle = min(self.MANIFEST_SETTLE, self.settings.watch.settle_seconds) if is_manifest and not cand.writing else self.settings.watch.settle_seconds
             if quiet < settle or (cand.writing and quiet < max(self.OPEN_WRITER_GRACE, 10 * settle)):
                 continue
             try:
@@ -368,7 +372,7 @@ class Settler:
                 cand.size, cand.mtime_ns, cand.changed_at = st.st_size, st.st_mtime_ns, now
                 continue
             del self.pending[path]
-            kind = "manifest" if os.path.basename(path) == self.manifest_name else "complete"
+            kind = "manifest" if is_manifest else "complete"
             out.append(Decision(kind, path, stat=st))
         return out
 
