@@ -83,6 +83,9 @@ def run(config_path: str | None) -> None:
 
     from montaged.service import Notifier, setup_logging
 
+    # Nothing the daemon creates (database, logs, previews) is world-readable; systemd's
+    # UMask=0027 says the same, this covers runs outside systemd.
+    os.umask(0o027)
     settings = _settings(config_path)
     try:
         settings.paths.state.mkdir(parents=True, exist_ok=True)

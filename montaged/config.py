@@ -76,6 +76,7 @@ class WorkersConfig:
     max_attempts: int = opt(3, "attempts before a job is quarantined", min=1, max=100)
     job_timeout: float = opt(600.0, "seconds a single analysis or render may run before it is killed and retried", min=1.0, max=86400.0)
     retry_backoff: float = opt(5.0, "seconds before the first retry; doubles with every attempt", min=0.0, max=3600.0)
+    memory_limit_mb: int = opt(0, "address-space limit of each worker process in MiB (RLIMIT_AS); 0 = no limit", min=0, max=1048576)
 
 
 @dataclass(frozen=True)

@@ -57,9 +57,14 @@ _progress_queue = None
 _current_job: int | None = None
 
 
-def _worker_init(progress_queue) -> None:
+def _worker_init(progress_queue, memory_limit_mb: int = 0) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    if memory_limit_mb:
+        import resource
+
+        limit = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     # Ctrl-C in a foreground daemon reaches the whole process group: the daemon decides what
     # happens to running jobs, so workers ignore SIGINT (as rq's work-horse does).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -108,7 +113,8 @@ class LocalExecutor:
 
     kind = "process"
 
-    def __init__(self, processes: int, *, render_processes: int = 1):
+    def __init__(self, processes: int, *, render_processes: int = 1, memory_limit_mb: int = 0):
+        self.memory_limit_mb = memory_limit_mb
         self.sizes = {"analysis": processes or os.cpu_count() or 1, "render": max(1, render_processes)}
         self._ctx = multiprocessing.get_context("spawn")
         # SimpleQueue writes synchronously: a worker that dies right after "start" has still told
@@ -130,7 +136,8 @@ class LocalExecutor:
         if pool is None:
             pool = ProcessPoolExecutor(
                 max_workers=self.sizes[name], mp_context=self._ctx,
-                initializer=_worker_init, initargs=(self._progress,),
+                # The render pool is not limited: it fans out to its own segment processes.
+                initializer=_worker_init, initargs=(self._progress, self.memory_limit_mb if name == "analysis" else 0),
             )
             self._pools[name] = pool
         return pool
@@ -295,4 +302,4 @@ def make_executor(settings) -> LocalExecutor:
         from montaged.dask_executor import DaskExecutor  # optional dependency
 
         return DaskExecutor(settings)
-    return LocalExecutor(settings.workers.processes, render_processes=1)
+    return LocalExecutor(settings.workers.processes, render_processes=1, memory_limit_mb=settings.workers.memory_limit_mb)
