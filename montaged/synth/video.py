@@ -119,12 +119,13 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
 def look_params(look: int, seed: int) -> tuple[float, float, float]:
     """(hue, saturation, value) of a look, all 0..1.
 
-    Hues step by the golden ratio (consecutive looks are at least ~0.38 of the colour wheel
-    apart) and brightness alternates between dark and bright, so any two consecutive looks differ
+    Hues step by the golden ratio (consecutive looks are far apart on the colour wheel) and brightness alternates between dark and bright, so any two consecutive looks differ
     by far more than ContentDetector's threshold.
     """
     phase = (seed * 0.137) % 1.0
-    hue = (phase + look * 0.618034) % 1.0
+    # Hues stay clear of red, where OpenCV's 0..179 hue wraps: a texture wobbling across the wrap
+    # would make |dH| jump by ~180 inside one shot and look like a cut to ContentDetector.
+    hue = 0.12 + 0.76 * ((phase + look * 0.618034) % 1.0)
     sat = 0.55 + 0.35 * ((look * 0.381966 + phase) % 1.0)
     val = 0.32 if look % 2 else 0.78
     return hue, sat, val
@@ -136,13 +137,15 @@ def make_look(look: int, seed: int, size: tuple[int, int]) -> np.ndarray:
     rng = np.random.default_rng([seed, look, 7919])
     hue, sat, val = look_params(look, seed)
     diag = math.hypot(width, height)
-    blobs = _smooth_field(rng, (height, width), diag / 40.0)
-    detail = _smooth_field(rng, (height, width), max(diag / 400.0, 1.2))
-    # Hue wobbles a little inside a look; detail mostly modulates brightness so the picture has
-    # edges (sharpness) without the look's average colour drifting.
+    blobs = _smooth_field(rng, (height, width), diag / 12.0)
+    detail = _smooth_field(rng, (height, width), diag / 100.0)
+    fine = _smooth_field(rng, (height, width), 1.5)
+    # Hue wobbles a little inside a look; detail and fine grain mostly modulate brightness so
+    # the picture has edges (sharpness) without the look's average colour drifting, and a pan
+    # changes pixels about as much as a camera pan over a real scene does.
     h = hue + 0.03 * blobs
-    s = np.clip(sat + 0.08 * blobs + 0.05 * detail, 0.05, 1.0)
-    v = np.clip(val + 0.12 * blobs + 0.07 * detail, 0.02, 1.0)
+    s = np.clip(sat + 0.08 * blobs + 0.02 * detail, 0.05, 1.0)
+    v = np.clip(val + 0.12 * blobs + 0.05 * detail + 0.02 * fine, 0.02, 1.0)
     return _hsv_to_rgb(h, s, v)
 
 
@@ -191,7 +194,7 @@ def _frame_pts(n: int, rate: Fraction, vfr: bool, start_time: float, ext: str,
 
 def _open_video_stream(out: av.container.OutputContainer, codec: str, rate: Fraction, tb: Fraction,
                        width: int, height: int, gop: int, crf: int, bframes: bool, preset: str,
-                       scenecut: bool, sar: Fraction | None):
+                       scenecut: bool, sar: Fraction | None, bitrate: int | None = None):
     stream = out.add_stream(codec, rate=rate)
     stream.width = width
     stream.height = height
@@ -202,7 +205,12 @@ def _open_video_stream(out: av.container.OutputContainer, codec: str, rate: Frac
         stream.codec_context.sample_aspect_ratio = sar
     opts: dict[str, str] = {}
     if codec == "libx264":
-        opts = {"crf": str(crf), "preset": preset}
+        opts = {"preset": preset}
+        if bitrate:
+            stream.codec_context.bit_rate = int(bitrate)
+            opts.update(maxrate=str(int(bitrate * 1.25)), bufsize=str(int(bitrate * 2)))
+        else:
+            opts["crf"] = str(crf)
         params = []
         if not bframes:
             params.append("bframes=0")
@@ -216,7 +224,11 @@ def _open_video_stream(out: av.container.OutputContainer, codec: str, rate: Frac
             params.append("bframes=0")
         if not scenecut:
             params.append("scenecut=0")
-        opts = {"crf": str(crf), "preset": preset, "x265-params": ":".join(params)}
+        opts = {"preset": preset, "x265-params": ":".join(params)}
+        if bitrate:
+            stream.codec_context.bit_rate = int(bitrate)
+        else:
+            opts["crf"] = str(crf)
     elif codec == "libvpx-vp9":
         # realtime + high cpu-used keeps test encodes fast; crf with b=0 is constant quality.
         opts = {"crf": str(min(crf + 10, 63)), "b": "0", "deadline": "realtime", "cpu-used": "8",
@@ -289,7 +301,7 @@ def _pan_offsets(shot_of_frame: np.ndarray, size: tuple[int, int], rng: np.rando
         m = len(idx)
         angle = rng.uniform(0, 2 * np.pi)
         peak_at = rng.uniform(0.2, 0.8)
-        top = diag * rng.uniform(0.004, 0.010)  # pixels per frame at the peak
+        top = diag * rng.uniform(0.002, 0.006)  # pixels per frame at the peak
         pos = np.arange(m) / max(m - 1, 1)
         speed = top * (0.15 + 0.85 * np.exp(-((pos - peak_at) ** 2) / (2 * 0.15**2)))
         dist = np.cumsum(speed) - speed[0]
@@ -298,13 +310,23 @@ def _pan_offsets(shot_of_frame: np.ndarray, size: tuple[int, int], rng: np.rando
     return np.round(offsets).astype(np.int64)
 
 
+def _add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Fresh sensor noise for every frame, spatially correlated over 2x2 pixels as after a
+    camera's demosaicing (pure per-pixel noise would be unrealistically hard to compress)."""
+    h, w = img.shape[:2]
+    small = rng.standard_normal(((h + 1) // 2, (w + 1) // 2, 3), dtype=np.float32)
+    small *= sigma
+    grain = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)[:h, :w]
+    return np.clip(img + grain, 0, 255).astype(np.uint8)
+
+
 def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, int] = (320, 180),
               cuts: list[int] | None = None, gop: int = 30, codec: str = "libx264", rotation: int = 0,
               vfr: bool = False, audio: bool = False, noise: float = 0.0, motion: str = "pan",
               seed: int = 0, crf: int = 23, bframes: bool = True,
               # extensions
               looks: list[int] | None = None, start_time: float = 0.0, sar: tuple[int, int] | None = None,
-              preset: str = "veryfast", scenecut: bool = True) -> ClipTruth:
+              preset: str = "veryfast", scenecut: bool = True, bitrate: int | None = None) -> ClipTruth:
     """Encode a synthetic clip to ``path`` and return the truth about it.
 
     ``cuts``: frame indices where a new shot starts (default: two cuts at 1/3 and 2/3).
@@ -312,6 +334,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
     ``sar``: sample aspect ratio (e.g. (4, 3) for anamorphic), written into the stream.
     ``scenecut=False`` stops x264/x265 from inserting keyframes at cuts, like camera encoders
     with a fixed GOP.
+    ``bitrate`` (bits/s) switches x264/x265 from constant quality (``crf``) to a bit rate with a
+    VBV buffer, as cameras and phones record (e.g. 17_000_000 for 1080p30).
     The file is written to a temporary name in the same directory and moved into place.
     """
     path = Path(path)
@@ -337,17 +361,14 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
     ticks, tb = _frame_pts(n, rate, vfr, start_time, ext, rng)
     offsets = _pan_offsets(shot_of_frame, (width, height), rng, motion)
 
-    noise_bank = None
-    if noise > 0:
-        sigma = noise * 255.0
-        noise_bank = np.clip(rng.normal(0, sigma, size=(4, height, width, 3)), -127, 127).astype(np.int16)
+    sigma = noise * 255.0
 
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{ext}")
     texture_cache: dict[int, np.ndarray] = {}
     try:
         with av.open(str(tmp), "w", format=_muxer_for(ext)) as out:
             stream = _open_video_stream(out, codec_name, rate, tb, width, height, gop, crf, bframes,
-                                        preset, scenecut, Fraction(*sar) if sar else None)
+                                        preset, scenecut, Fraction(*sar) if sar else None, bitrate)
             if rotation:
                 stream.set_display_rotation(-rotation)
             astream = _add_audio_stream(out, ext) if audio else None
@@ -361,8 +382,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
                 dy = offsets[i, 0] % height
                 dx = offsets[i, 1] % width
                 img = tex[dy:dy + height, dx:dx + width]
-                if noise_bank is not None:
-                    img = np.clip(img + noise_bank[rng.integers(len(noise_bank))], 0, 255).astype(np.uint8)
+                if sigma > 0:
+                    img = _add_noise(img, sigma, rng)
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
                 frame.pts = ticks[i]
                 frame.time_base = tb

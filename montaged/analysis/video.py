@@ -1,0 +1,783 @@
+"""Video analysis: scenes (PySceneDetect-compatible cuts), motion, sharpness, brightness, colour.
+
+Scene detection reproduces PySceneDetect's ``ContentDetector`` (threshold 27, ``min_scene_len``
+15 frames, merge-mode flash filter). The score of frame *i* is the mean absolute difference of
+the hue, saturation and value planes (OpenCV's 8-bit HSV, same integer arithmetic, bit-exact) of
+frames *i-1* and *i*, each downscaled so that its longer side is 256 pixels (PySceneDetect's
+``compute_downscale_factor``), averaged over the three planes with equal weights.
+
+What differs from PySceneDetect is *which* frames are decoded. Two strategies:
+
+``sparse`` (long files, the usual case)
+    1. **Packet index** (``media.video.scan_packets``): pts, size, keyframe flag and picture type
+       of every frame, read from the container and a few header bits; nothing is decoded.
+    2. **Candidates**: intra pictures an encoder placed off its keyframe grid (its own scene-cut
+       decision) and *size spikes* (a P/B frame that could not be predicted from the frames
+       before it is several times larger than its neighbours of the same type).
+    3. **Anchors**: intra frames decoded alone at the 256-pixel size, one every
+       ``ANCHOR_SPACING`` seconds plus the intra frames around every candidate.
+    4. Each candidate is settled from the anchors around it: a difference far above the
+       threshold is a cut, far below is no cut (a motion burst); anything in between, and any
+       spike whose exact frame is ambiguous (it follows a run of B-frames), is decoded frame by
+       frame from its keyframe and scored exactly.
+    5. A change between neighbouring anchors that nothing explains (a cut that fell on a regular
+       keyframe) is narrowed down by decoding the keyframes in between, then scored exactly.
+
+``full`` (short files, or when the index shows so many candidates that sparse would decode most
+frames anyway): every frame is decoded once, in order, and scored, as PySceneDetect does but
+with FFmpeg doing the downscale.
+
+Either way the above-threshold frames go through PySceneDetect's ``FlashFilter`` (merge mode,
+15 frames), reproduced by :func:`flash_filter_merge`.
+
+Features (``Analysis.features``), scores all 0..1:
+
+- ``motion``: per frame, the compressed size of the frame divided by the size of the intra
+  frames around it (how much of the picture had to be sent again), smoothed over 0.3 s and
+  mapped by ``min(1, ratio / MOTION_FULL_SCALE)``: a locked-off shot is near 0, a fast handheld
+  pan 0.5 or more. A scene's ``motion`` is the mean over its frames.
+- ``sharpness``: variance of the 4-neighbour Laplacian of luma at 512 pixels wide (of the
+  scene's decoded frames), as ``log10(1 + var) / 3.5`` clipped: 10 -> 0.30 (soft),
+  100 -> 0.57, 1000 -> 0.86 (crisp).
+- ``brightness``: mean Rec. 601 luma / 255.
+- ``contrast``: standard deviation of luma / 80, clipped (flat grey 0, typical scenes 0.3-0.8).
+- ``colorfulness``: Hasler & Suesstrunk's M / 120, clipped (greys 0, vivid footage 0.6-1).
+- ``signature``: 16 floats summing to 1: 12 hue bins of the coloured pixels (S > 38 and
+  V > 25 of 255) and 4 value bins of the grey ones, over the scene's decoded frames.
+- ``best_in``: start (seconds from the first frame) of the ``BEST_WINDOW``-second window (or
+  the whole scene if shorter) with the highest mean motion.
+
+Arrays (``Analysis.arrays``), in display order:
+
+- ``frame_times`` float64: pts of every frame in seconds, relative to the first frame.
+- ``motion`` float32: the per-frame motion score (same length as ``frame_times``).
+- ``packet_sizes`` int32: compressed size of every frame, bytes.
+- ``keyframe_times`` float64: pts of the keyframes, relative to the first frame.
+- ``decoded_frames`` int32: indices of the frames kept for features (and, in sparse mode,
+  every frame that was decoded).
+- ``score_frames`` int32 and ``scores`` float32: the frames whose ContentDetector score was
+  computed exactly, and the scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from montaged.analysis import Analysis, Progress
+from montaged.errors import MediaError
+from montaged.media import MediaInfo
+from montaged.media import video as mv
+
+log = logging.getLogger("montaged.analysis.video")
+
+THRESHOLD = 27.0  # ContentDetector default
+MIN_SCENE_LEN = 15  # frames, ContentDetector default
+# Anchors are up to a GOP away from a cut, so shot drift (a pan) can move their difference by
+# this much either way: within the margin, decode and score exactly.
+PROXY_MARGIN = 12.0
+ANCHOR_SPACING = 2.0  # seconds between anchors where nothing happens
+SPIKE_RATIO = 1.5  # P frame size / median of the previous SPIKE_WINDOW P frames ...
+SPIKE_INTRA_FRACTION = 0.2  # ... and / the size of the intra frames around it
+SPIKE_WINDOW = 2
+# Neighbouring anchors whose 16x9 block colours differ less than this are the same shot even if
+# their pixels differ a lot (a pan moves every pixel, not the colours of the regions).
+COARSE_GATE = 20.0
+FULL_BELOW_FRAMES = 360  # shorter files are simply decoded in full
+FULL_IF_FRACTION = 0.5  # sparse is abandoned when it would decode this share of the frames
+INTRA_COST = 4.0  # decoding an intra picture costs about this many predicted ones
+MOTION_FULL_SCALE = 0.6
+BEST_WINDOW = 2.0
+SHARP_WIDTH = 512
+FEATURE_SPACING = 0.5  # seconds between frames kept for features in full mode
+BATCH = 48  # frames per numpy batch in full mode
+
+
+# --------------------------------------------------------------------------------------------
+# ContentDetector's metric
+
+
+_SHIFT = 12
+_I = np.arange(256, dtype=np.int64)
+_SDIV = np.zeros(256, np.int64)
+_SDIV[1:] = np.round((255 << _SHIFT) / _I[1:]).astype(np.int64)
+_HDIV = np.zeros(256, np.int32)
+_HDIV[1:] = np.round((180 << _SHIFT) / (6.0 * _I[1:])).astype(np.int32)
+# Saturation for every (V, V - min) pair, with OpenCV's rounding: one table lookup per pixel.
+_SLUT = ((_I[None, :] * _SDIV[_I[:, None]] + (1 << (_SHIFT - 1))) >> _SHIFT).clip(0, 255).astype(np.uint8).ravel()
+
+
+def hsv_planes(bgrp: np.ndarray) -> np.ndarray:
+    """OpenCV's 8-bit ``COLOR_BGR2HSV``, bit-exact, on planar frames.
+
+    ``bgrp``: (n, 3, h, w) uint8 with planes B, G, R. Returns (n, 3, h*w) uint8 with planes
+    H (0..179), S, V. Planar input keeps every numpy operation on contiguous memory.
+    """
+    n = bgrp.shape[0]
+    flat = bgrp.reshape(n, 3, -1)
+    b, g, r = flat[:, 0], flat[:, 1], flat[:, 2]
+    v = np.maximum(np.maximum(b, g), r)
+    diff = v - np.minimum(np.minimum(b, g), r)
+    s = np.take(_SLUT, (v.astype(np.uint16) << 8) | diff)
+    vr = v == r
+    vg = (v == g) & ~vr
+    b32, g32, r32, d32 = (x.astype(np.int32) for x in (b, g, r, diff))
+    num = np.where(vr, g32 - b32, np.where(vg, b32 - r32 + 2 * d32, r32 - g32 + 4 * d32))
+    h = (num * np.take(_HDIV, diff) + (1 << (_SHIFT - 1))) >> _SHIFT
+    h += np.where(h < 0, 180, 0).astype(np.int32)
+    return np.stack([h.astype(np.uint8), s, v], axis=1)
+
+
+def content_scores(hsv_a: np.ndarray, hsv_b: np.ndarray) -> np.ndarray:
+    """ContentDetector's ``content_val`` for matching frames of two (n, 3, p) HSV stacks:
+    the mean over H, S and V of the mean absolute pixel difference."""
+    d = np.abs(hsv_a.astype(np.int16) - hsv_b.astype(np.int16))
+    return d.mean(axis=2).mean(axis=1)
+
+
+def flash_filter_merge(above, n_frames: int, length: int = MIN_SCENE_LEN) -> list[int]:
+    """PySceneDetect's ``FlashFilter`` in MERGE mode, driven by the above-threshold frames only.
+
+    Equivalent to feeding every frame 0..n-1 in order with ``above_threshold = i in above``:
+    between two above-threshold frames the filter only acts when a pending merge is released,
+    which can only happen exactly ``length`` frames after the last above-threshold frame.
+    """
+    cuts: list[int] = []
+    last_above = 0
+    merge_enabled = merge_triggered = False
+    merge_start = 0
+    for t in sorted(int(a) for a in above if 0 < a < n_frames):
+        if merge_triggered:
+            release = last_above + length
+            if release < t and last_above - merge_start >= length:
+                merge_triggered = False
+                cuts.append(last_above)
+        min_length_met = (t - last_above) >= length
+        last_above = t
+        if merge_triggered:
+            continue
+        if min_length_met:
+            merge_enabled = True
+            cuts.append(t)
+        elif merge_enabled:
+            merge_triggered = True
+            merge_start = t
+    if merge_triggered and last_above + length < n_frames and last_above - merge_start >= length:
+        cuts.append(last_above)
+    return cuts
+
+
+# --------------------------------------------------------------------------------------------
+# Candidates from the packet index
+
+
+def _median_of_previous(values: np.ndarray, window: int) -> np.ndarray:
+    """Median of the ``window`` values before each position (NaN for the first one)."""
+    n = len(values)
+    padded = np.concatenate([np.full(window, np.nan), values.astype(np.float64)])
+    view = np.lib.stride_tricks.sliding_window_view(padded, window)[:n]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows at the start
+        return np.nanmedian(view, axis=1)
+
+
+def size_spikes(index: mv.PacketIndex) -> np.ndarray:
+    """Display indices of predicted (P) frames much larger than the P frames before them.
+
+    The first frame after a cut cannot be predicted from the frames before it, so it is coded
+    mostly intra. If the cut falls on a B frame, the next P frame still has to be predicted
+    from the old shot, so a cut always shows as a P spike at or just after it (B frames in
+    between are predicted backwards from that P frame and stay small).
+    """
+    size = index.size.astype(np.float64)
+    intra_idx = np.flatnonzero(index.intra)
+    if len(intra_idx) == 0:
+        return np.zeros(0, dtype=np.int64)
+    intra_ref = np.interp(np.arange(len(size)), intra_idx, size[intra_idx])
+    # Codecs without parsed picture types (VP9, ...) have only intra and "other" frames.
+    has_types = bool(np.any(index.ptype[~index.intra] != mv.UNKNOWN))
+    if has_types:
+        sel = np.flatnonzero((index.ptype == mv.P_FRAME) & ~index.intra)
+    else:
+        sel = np.flatnonzero(~index.intra)
+    if len(sel) < 2:
+        return np.zeros(0, dtype=np.int64)
+    s = size[sel]
+    before = _median_of_previous(s, SPIKE_WINDOW)
+    with np.errstate(invalid="ignore"):
+        hit = (s >= SPIKE_RATIO * before) & (s >= SPIKE_INTRA_FRACTION * intra_ref[sel])
+    hit &= ~np.isnan(before)
+    return sel[hit].astype(np.int64)
+
+
+def keyframe_grid(index: mv.PacketIndex) -> int | None:
+    """The encoder's regular keyframe interval in frames, or None if it has none.
+
+    The most common keyframe distance, if at least half of the distances are within one frame
+    of it (x264 alternates 29 and 30 with B-frames); an encoder that only places keyframes at
+    scene changes has no grid, and then every keyframe is a candidate.
+    """
+    keys = index.keyframes
+    if len(keys) < 3:
+        return None
+    d = np.diff(keys)
+    values, counts = np.unique(d, return_counts=True)
+    grid = int(values[np.argmax(counts)])
+    if np.mean(np.abs(d - grid) <= 1) < 0.5:
+        return None
+    return grid
+
+
+def intra_candidates(index: mv.PacketIndex) -> np.ndarray:
+    """Intra frames an encoder placed off its keyframe grid: its scene-change decisions."""
+    intra = np.flatnonzero(index.intra)[1:]
+    if len(intra) == 0:
+        return np.zeros(0, dtype=np.int64)
+    keys = index.keyframes
+    grid = keyframe_grid(index)
+    if grid is None:
+        return intra.astype(np.int64)
+    prev_key = keys[np.maximum(np.searchsorted(keys, intra, side="left") - 1, 0)]
+    off = ~index.key[intra] | (intra - prev_key < grid - 1)
+    return intra[off].astype(np.int64)
+
+
+def candidate_windows(index: mv.PacketIndex) -> np.ndarray:
+    """(lo, hi) display ranges that may hold a cut, from the packet index alone.
+
+    An off-grid intra frame c gives (c, c): encoders put the I picture on the cut itself. A
+    P spike s gives (p + 1, s) where p is the reference frame (I or P) shown before s: the cut
+    is s or one of the B frames between p and s.
+    """
+    intra_c = intra_candidates(index)
+    spikes = size_spikes(index)
+    if len(spikes):
+        refs = np.flatnonzero(index.intra | (index.ptype == mv.P_FRAME) | (index.ptype == mv.UNKNOWN))
+        prev_ref = refs[np.maximum(np.searchsorted(refs, spikes, side="left") - 1, 0)]
+        lo = np.maximum(np.minimum(prev_ref + 1, spikes), 1)
+        spike_w = np.stack([lo, spikes], axis=1)
+    else:
+        spike_w = np.zeros((0, 2), dtype=np.int64)
+    intra_w = np.stack([intra_c, intra_c], axis=1) if len(intra_c) else np.zeros((0, 2), np.int64)
+    windows = np.concatenate([intra_w, spike_w]).astype(np.int64)
+    if len(windows) == 0:
+        return windows
+    windows = np.unique(windows, axis=0)
+    return windows[np.argsort(windows[:, 1], kind="stable")]
+
+
+def max_b_run(index: mv.PacketIndex) -> int:
+    """Longest run of consecutive B pictures in display order (0 without B-frames)."""
+    b = (index.ptype == mv.B_FRAME).astype(np.int8)
+    if not b.any():
+        return 0
+    edges = np.diff(np.concatenate([[0], b, [0]]))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
+
+
+# --------------------------------------------------------------------------------------------
+# Decoded frames
+
+
+@dataclass
+class _Frames:
+    """Decoded frames by display index: HSV for the metric, pictures for the features."""
+
+    hsv: dict[int, np.ndarray] = field(default_factory=dict)  # (3, p) uint8
+    bgrp: dict[int, np.ndarray] = field(default_factory=dict)  # (3, h, w) uint8
+    gray: dict[int, np.ndarray] = field(default_factory=dict)  # (h, w) uint8, SHARP_WIDTH wide
+    errors: int = 0
+
+    def add(self, indices, images: np.ndarray, grays=None) -> None:
+        if len(indices) == 0:
+            return
+        hsv = hsv_planes(images)
+        for j, i in enumerate(indices):
+            self.hsv[int(i)] = hsv[j]
+            self.bgrp[int(i)] = images[j]
+            if grays is not None and grays[j] is not None:
+                self.gray[int(i)] = grays[j]
+
+    def scores(self, pairs: list[tuple[int, int]]) -> np.ndarray:
+        if not pairs:
+            return np.zeros(0)
+        a = np.stack([self.hsv[p] for p, _ in pairs])
+        b = np.stack([self.hsv[q] for _, q in pairs])
+        return content_scores(a, b)
+
+
+@dataclass
+class Detection:
+    """What the detector found and what it looked at."""
+
+    cuts: list[int]
+    frames: _Frames
+    exact: dict[int, float]  # frame -> exact ContentDetector score
+    strategy: str
+    decoded: int  # frames decoded (including ones not kept)
+
+
+def _sizes(width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    small = mv.small_size(width, height)
+    sw = min(SHARP_WIDTH, width)
+    sw -= sw % 2
+    sh = max(2, int(round(height * sw / width / 2)) * 2)
+    return small, (sw, sh)
+
+
+# --------------------------------------------------------------------------------------------
+# Full strategy
+
+
+def detect_full(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int,
+                progress: Progress) -> Detection:
+    """Decode every frame once, in order, and score it: PySceneDetect's loop, cheaper."""
+    n = len(index)
+    small, sharp = _sizes(width, height)
+    pos_of_pts = {int(p): i for i, p in enumerate(index.pts)}
+    fps = (n - 1) / max(float(index.times[-1] - index.times[0]), 1e-9) if n > 1 else 30.0
+    keep_every = max(1, int(round(FEATURE_SPACING * fps)))
+    frames = _Frames()
+    scores = np.full(n, np.nan)
+    errors = [0]
+    reader = vf.frames(index, size=small, fmt="bgrp", extra=(sharp, "gray"), errors=errors,
+                       want_extra=lambda pts: pos_of_pts.get(pts, 1) % keep_every == 0)
+    prev_hsv: np.ndarray | None = None
+    batch_pos: list[int] = []
+    batch_img: list[np.ndarray] = []
+    batch_gray: list[np.ndarray | None] = []
+    decoded = 0
+
+    def flush() -> None:
+        nonlocal prev_hsv
+        if not batch_pos:
+            return
+        imgs = np.stack(batch_img)
+        hsv = hsv_planes(imgs)
+        pos = np.asarray(batch_pos)
+        prev = np.concatenate([prev_hsv[None], hsv[:-1]]) if prev_hsv is not None else hsv[:-1]
+        cur_pos = pos if prev_hsv is not None else pos[1:]
+        if len(cur_pos):
+            # Like PySceneDetect, compare with the previous *decoded* frame, even across a frame
+            # the decoder dropped.
+            scores[cur_pos] = content_scores(prev, hsv[len(hsv) - len(cur_pos):])
+        # Keep pictures for features: the regular samples and every frame that might start a
+        # scene (its score is over the threshold).
+        for j, p in enumerate(batch_pos):
+            keep = p % keep_every == 0 or (not np.isnan(scores[p]) and scores[p] >= THRESHOLD)
+            if keep:
+                frames.hsv[p] = hsv[j]
+                frames.bgrp[p] = imgs[j]
+                if batch_gray[j] is not None:
+                    frames.gray[p] = batch_gray[j]
+        prev_hsv = hsv[-1]
+        batch_pos.clear()
+        batch_img.clear()
+        batch_gray.clear()
+
+    for pts, img, gray in reader:
+        p = pos_of_pts.get(int(pts)) if pts is not None else None
+        if p is None:
+            continue
+        decoded += 1
+        batch_pos.append(p)
+        batch_img.append(img)
+        batch_gray.append(gray)
+        if len(batch_pos) >= BATCH:
+            flush()
+            progress(0.1 + 0.8 * decoded / n)
+    flush()
+    frames.errors = errors[0]
+    if decoded < n:
+        log.info("%s: %d of %d indexed frames decoded", vf.path, decoded, n)
+    above = np.flatnonzero(scores >= THRESHOLD)
+    exact = {int(i): float(scores[i]) for i in np.flatnonzero(~np.isnan(scores))}
+    return Detection(flash_filter_merge(above, n), frames, exact, "full", decoded)
+
+
+# --------------------------------------------------------------------------------------------
+# Sparse strategy
+
+
+class _Sparse:
+    """State of one sparse detection: what is decoded and what is scored."""
+
+    def __init__(self, vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int) -> None:
+        self.vf, self.index = vf, index
+        self.small, self.sharp = _sizes(width, height)
+        self.frames = _Frames()
+        self.exact: dict[int, float] = {}
+        self.decoded = 0
+        self.intra = np.flatnonzero(index.intra)
+        self.intra_set = set(int(i) for i in self.intra)
+
+    def decode_intra(self, wanted) -> None:
+        wanted = sorted({int(i) for i in wanted} - set(self.frames.hsv))
+        if not wanted:
+            return
+        got = self.vf.decode_intra(self.index, wanted, size=self.small, fmt="bgrp",
+                                   extra={"gray": (self.sharp, "gray")})
+        self.decoded += len(got.indices)
+        self.frames.errors += got.errors
+        self.frames.add(got.indices, got.images, got.extra["gray"])
+
+    def decode_exact(self, first: int, last: int) -> None:
+        """Decode frames first-1..last and score every frame of first..last exactly."""
+        first = max(1, int(first))
+        last = min(len(self.index) - 1, int(last))
+        if last < first or self.covered(first, last):
+            return
+        got = self.vf.decode_span(self.index, first - 1, last, size=self.small, fmt="bgrp")
+        self.decoded += len(got.indices)
+        self.frames.errors += got.errors
+        self.frames.add(got.indices, got.images)
+        have = set(int(i) for i in got.indices)
+        pairs = [(i - 1, i) for i in range(first, last + 1) if i in have and i - 1 in have]
+        for (_, i), s in zip(pairs, self.frames.scores(pairs)):
+            self.exact[i] = float(s)
+
+    def covered(self, first: int, last: int) -> bool:
+        return all(i in self.exact for i in range(first, last + 1))
+
+    def anchors(self) -> np.ndarray:
+        return np.array(sorted(i for i in self.frames.hsv if i in self.intra_set), dtype=np.int64)
+
+
+def anchor_schedule(index: mv.PacketIndex, windows: np.ndarray, spacing: float) -> np.ndarray:
+    """Intra frames to decode first: one every ``spacing`` seconds, the first and the last, and
+    around every candidate window the intra frame before it and the one at or after its end."""
+    intra = np.flatnonzero(index.intra)
+    times = index.times
+    slots = np.floor((times[intra] - times[0]) / spacing).astype(np.int64)
+    _, first_of_slot = np.unique(slots, return_index=True)
+    chosen = set(intra[first_of_slot].tolist()) | {int(intra[0]), int(intra[-1])}
+    if len(windows):
+        before = np.searchsorted(intra, windows[:, 0], side="left") - 1
+        chosen.update(intra[before[before >= 0]].tolist())
+        after = np.searchsorted(intra, windows[:, 1], side="left")
+        chosen.update(intra[after[after < len(intra)]].tolist())
+    return np.array(sorted(int(i) for i in chosen), dtype=np.int64)
+
+
+def sparse_estimate(index: mv.PacketIndex, windows: np.ndarray) -> float:
+    """Rough decode cost of the sparse strategy, in predicted-frame units (for choosing)."""
+    anchors = anchor_schedule(index, windows, ANCHOR_SPACING)
+    keys = index.keyframes
+    cost = INTRA_COST * len(anchors)
+    # Windows that cannot be settled from anchors (ambiguous position) are decoded from their
+    # keyframe: count the frames from the keyframe to the window's end.
+    ambiguous = windows[windows[:, 0] < windows[:, 1]] if len(windows) else windows
+    if len(ambiguous):
+        start = keys[np.maximum(np.searchsorted(keys, ambiguous[:, 0], side="right") - 1, 0)]
+        cost += float(np.sum(ambiguous[:, 1] - start + 1))
+    return cost
+
+
+def _coarse(bgrp: np.ndarray) -> np.ndarray:
+    """Mean colour of a 9x16 grid of blocks, (3, 9, 16) float32: a picture's layout of colours."""
+    c, h, w = bgrp.shape
+    hh, ww = h - h % 9, w - w % 16
+    return bgrp[:, :hh, :ww].reshape(c, 9, hh // 9, 16, ww // 16).mean(axis=(2, 4), dtype=np.float32)
+
+
+def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int,
+                  progress: Progress, windows: np.ndarray | None = None) -> Detection:
+    """Decode anchors and the GOPs that need it (see the module docstring)."""
+    n = len(index)
+    st = _Sparse(vf, index, width, height)
+    if windows is None:
+        windows = candidate_windows(index)
+    st.decode_intra(anchor_schedule(index, windows, ANCHOR_SPACING))
+    progress(0.45)
+
+    # 1. Candidate windows: settled from the anchors around them, or decoded and scored.
+    accepted: set[int] = set()
+    anc = st.anchors()
+    for lo, hi in windows.tolist():
+        pos_a = int(np.searchsorted(anc, lo, side="left")) - 1
+        pos_b = int(np.searchsorted(anc, hi, side="left"))
+        a = int(anc[pos_a]) if pos_a >= 0 else None
+        b = int(anc[pos_b]) if pos_b < len(anc) else None
+        lone = a is not None and b is not None and int(np.sum(
+            (windows[:, 1] > a) & (windows[:, 0] <= b))) == 1
+        if lo != hi or not lone:
+            st.decode_exact(lo, hi)
+            continue
+        proxy = float(st.frames.scores([(a, b)])[0])
+        if proxy >= THRESHOLD + PROXY_MARGIN:
+            accepted.add(hi)
+        elif proxy >= THRESHOLD - PROXY_MARGIN:
+            st.decode_exact(lo, hi)
+    progress(0.7)
+
+    # 2. Changes between neighbouring anchors that nothing explains yet: a cut on a regular
+    #    keyframe (or one that left no spike). Bisect with the intra frames in between; between
+    #    two neighbouring intra frames, score every frame exactly.
+    pair_score: dict[tuple[int, int], tuple[float, float]] = {}
+    coarse: dict[int, np.ndarray] = {}
+    for _round in range(64):
+        anc = st.anchors()
+        pairs = [(int(a), int(b)) for a, b in zip(anc[:-1], anc[1:])]
+        new = [p for p in pairs if p not in pair_score]
+        for i in anc:
+            if int(i) not in coarse:
+                coarse[int(i)] = _coarse(st.frames.bgrp[int(i)])
+        for p, sc in zip(new, st.frames.scores(new).tolist()):
+            pair_score[p] = (sc, float(np.abs(coarse[p[0]] - coarse[p[1]]).mean()))
+        todo_intra: list[int] = []
+        todo_exact: list[tuple[int, int]] = []
+        for a, b in pairs:
+            score, layout = pair_score[(a, b)]
+            if score < THRESHOLD - PROXY_MARGIN or layout < COARSE_GATE:
+                continue
+            if any(a < e <= b for e in accepted) or st.covered(a + 1, b):
+                continue
+            between = st.intra[(st.intra > a) & (st.intra < b)]
+            if len(between):
+                todo_intra.append(int(between[len(between) // 2]))
+            else:
+                todo_exact.append((a + 1, b))
+        if not todo_intra and not todo_exact:
+            break
+        st.decode_intra(todo_intra)
+        for first, last in todo_exact:
+            st.decode_exact(first, last)
+    progress(0.85)
+
+    above = accepted | {i for i, s in st.exact.items() if s >= THRESHOLD}
+    return Detection(flash_filter_merge(above, n), st.frames, st.exact, "sparse", st.decoded)
+
+
+def detect_cuts(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int,
+                progress: Progress | None = None, strategy: str = "auto") -> Detection:
+    """Cut frames (first frame of each new shot) as PySceneDetect's ContentDetector finds them.
+
+    ``strategy``: "auto" (sparse unless the file is short or sparse would decode most of it),
+    "sparse" or "full".
+    """
+    progress = progress or (lambda _f: None)
+    n = len(index)
+    if strategy not in ("auto", "sparse", "full"):
+        raise ValueError(f"unknown strategy {strategy!r}")
+    windows = None
+    if strategy == "auto":
+        strategy = "sparse"
+        if n <= FULL_BELOW_FRAMES:
+            strategy = "full"
+        else:
+            windows = candidate_windows(index)
+            if sparse_estimate(index, windows) > FULL_IF_FRACTION * n:
+                strategy = "full"
+    log.debug("%s: %d frames, %s strategy", vf.path, n, strategy)
+    if strategy == "full":
+        return detect_full(vf, index, width, height, progress)
+    return detect_sparse(vf, index, width, height, progress, windows)
+
+
+# --------------------------------------------------------------------------------------------
+# Features
+
+
+def motion_series(index: mv.PacketIndex, fps: float) -> np.ndarray:
+    """Per-frame motion score 0..1 from compressed sizes (see the module docstring)."""
+    n = len(index)
+    intra = np.flatnonzero(index.intra)
+    others = np.flatnonzero(~index.intra)
+    if n == 0 or len(intra) == 0 or len(others) == 0:
+        return np.zeros(n, dtype=np.float32)
+    size = index.size.astype(np.float64)
+    ratio = size / np.maximum(np.interp(np.arange(n), intra, size[intra]), 1.0)
+    # Intra frames say nothing about motion: take the value of the frames around them.
+    ratio[intra] = np.interp(intra, others, ratio[others])
+    win = max(1, int(round(0.3 * (fps or 30.0))))
+    padded = np.pad(ratio, (win // 2, win - 1 - win // 2), mode="edge")
+    smooth = np.convolve(padded, np.ones(win) / win, mode="valid")
+    return np.clip(smooth / MOTION_FULL_SCALE, 0.0, 1.0).astype(np.float32)
+
+
+def picture_features(bgrp: np.ndarray, hsv: np.ndarray) -> dict:
+    """brightness, contrast, colorfulness, signature of (n, 3, h, w) planar B, G, R frames."""
+    x = bgrp.reshape(bgrp.shape[0], 3, -1).astype(np.float32)
+    b, g, r = x[:, 0], x[:, 1], x[:, 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    m = np.hypot(rg.std(axis=1), yb.std(axis=1)) + 0.3 * np.hypot(rg.mean(axis=1), yb.mean(axis=1))
+    return {
+        "brightness": float(y.mean() / 255.0),
+        "contrast": float(np.clip(y.std(axis=1).mean() / 80.0, 0, 1)),
+        "colorfulness": float(np.clip(m.mean() / 120.0, 0, 1)),
+        "signature": signature(hsv),
+    }
+
+
+def signature(hsv: np.ndarray) -> list[float]:
+    """16-bin colour histogram: 12 hue bins (coloured pixels) + 4 value bins (greys), sum 1."""
+    h = hsv[:, 0].ravel().astype(np.int32)
+    s = hsv[:, 1].ravel()
+    v = hsv[:, 2].ravel()
+    coloured = (s > 38) & (v > 25)
+    hue_bins = np.bincount((h[coloured] * 12) // 180, minlength=12)[:12]
+    grey_bins = np.bincount(v[~coloured].astype(np.int32) // 64, minlength=4)[:4]
+    hist = np.concatenate([hue_bins, grey_bins]).astype(np.float64)
+    total = hist.sum()
+    return [round(float(x), 5) for x in (hist / total if total else hist)]
+
+
+def sharpness(gray: np.ndarray) -> float:
+    """log-scaled variance of the 4-neighbour Laplacian of (n, h, w) luma frames, 0..1."""
+    g = gray.astype(np.float32)
+    lap = g[:, 1:-1, :-2] + g[:, 1:-1, 2:] + g[:, :-2, 1:-1] + g[:, 2:, 1:-1] - 4 * g[:, 1:-1, 1:-1]
+    var = float(lap.reshape(len(g), -1).var(axis=1).mean())
+    return float(np.clip(np.log10(1.0 + var) / 3.5, 0, 1))
+
+
+def best_window(times: np.ndarray, motion: np.ndarray, start: int, end: int, window: float) -> float:
+    """Start time of the most active ``window``-second stretch of frames start..end-1."""
+    t = times[start:end]
+    if len(t) == 0:
+        return float(times[min(start, len(times) - 1)]) if len(times) else 0.0
+    if t[-1] - t[0] <= window:
+        return float(t[0])
+    m = motion[start:end].astype(np.float64)
+    csum = np.concatenate([[0.0], np.cumsum(m)])
+    first = np.arange(len(t))
+    stop = np.searchsorted(t, t + window, side="left")  # exclusive end of each window
+    means = (csum[stop] - csum[first]) / np.maximum(stop - first, 1)
+    means[stop >= len(t)] = -1.0  # windows that run past the scene
+    return float(t[int(np.argmax(means))])
+
+
+def _luma_planes(bgrp: np.ndarray) -> np.ndarray:
+    x = bgrp.astype(np.float32)
+    return 0.114 * x[:, 0] + 0.587 * x[:, 1] + 0.299 * x[:, 2]
+
+
+def scene_features(det: Detection, index: mv.PacketIndex, motion: np.ndarray, times: np.ndarray,
+                   duration: float) -> list[dict]:
+    n = len(index)
+    bounds = [0] + [int(c) for c in det.cuts] + [n]
+    decoded = np.array(sorted(det.frames.hsv), dtype=np.int64)
+    scenes = []
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        inside = decoded[(decoded >= s) & (decoded < e)]
+        if len(inside) == 0:  # nothing decodable in the scene (damage): the nearest picture
+            inside = decoded[[int(np.argmin(np.abs(decoded - s)))]]
+        bgrp = np.stack([det.frames.bgrp[int(i)] for i in inside])
+        hsv = np.stack([det.frames.hsv[int(i)] for i in inside])
+        feats = picture_features(bgrp, hsv)
+        grays = [det.frames.gray[int(i)] for i in inside if int(i) in det.frames.gray]
+        sharp = sharpness(np.stack(grays)) if grays else sharpness(_luma_planes(bgrp))
+        scenes.append({
+            "start": round(float(times[s]), 6),
+            "end": round(float(times[e]) if e < n else duration, 6),
+            "start_frame": int(s), "end_frame": int(e),
+            "motion": round(float(motion[s:e].mean()), 4),
+            "sharpness": round(sharp, 4),
+            "brightness": round(feats["brightness"], 4),
+            "contrast": round(feats["contrast"], 4),
+            "colorfulness": round(feats["colorfulness"], 4),
+            "signature": feats["signature"],
+            "best_in": round(best_window(times, motion, s, e, BEST_WINDOW), 6),
+        })
+    return scenes
+
+
+def _ensure_scene_pictures(det: Detection, vf: mv.VideoFile, index: mv.PacketIndex, width: int,
+                           height: int) -> None:
+    """Every scene needs a decoded picture for its colour features; decode one where missing."""
+    n = len(index)
+    bounds = [0] + [int(c) for c in det.cuts] + [n]
+    have = np.array(sorted(det.frames.hsv), dtype=np.int64)
+    missing = [(s, e) for s, e in zip(bounds[:-1], bounds[1:]) if not np.any((have >= s) & (have < e))]
+    if not missing:
+        return
+    small, sharp = _sizes(width, height)
+    intra_wanted, spans = [], []
+    for s, e in missing:
+        intra_in = np.flatnonzero(index.intra[s:e])
+        (intra_wanted.append(s + int(intra_in[0])) if len(intra_in) else spans.append(s))
+    if intra_wanted:
+        got = vf.decode_intra(index, intra_wanted, size=small, fmt="bgrp",
+                              extra={"gray": (sharp, "gray")})
+        det.frames.errors += got.errors
+        det.frames.add(got.indices, got.images, got.extra["gray"])
+    for s in spans:
+        got = vf.decode_span(index, s, s, size=small, fmt="bgrp")
+        det.frames.errors += got.errors
+        det.frames.add(got.indices, got.images)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def analyze_video(path: str, info: MediaInfo, progress: Progress, *, strategy: str = "auto") -> Analysis:
+    """Scenes and per-scene features of a video file (see the module docstring)."""
+    with mv.VideoFile(path, info.video_stream) as vf:
+        return _analyze(vf, info, progress, strategy)
+
+
+def _analyze(vf: mv.VideoFile, info: MediaInfo, progress: Progress, strategy: str) -> Analysis:
+    path = vf.path
+    index = vf.scan()
+    progress(0.1)
+    intra = np.flatnonzero(index.intra)
+    if len(intra) == 0:
+        raise MediaError(f"no decodable keyframe: {os.path.basename(path)}")
+    if intra[0] > 0:
+        # Frames before the first keyframe cannot be decoded (a file cut out of a stream):
+        # PySceneDetect counts from the first frame the decoder returns, and so do we.
+        index = _drop_head(index, int(intra[0]))
+    n = len(index)
+    det = detect_cuts(vf, index, info.width, info.height, progress, strategy)
+    _ensure_scene_pictures(det, vf, index, info.width, info.height)
+    progress(0.95)
+
+    t0 = float(index.times[0])
+    times = index.times - t0
+    frame_dur = float(np.median(np.diff(times))) if n > 1 else (1.0 / info.fps if info.fps else 0.0)
+    duration = float(times[-1] + frame_dur)
+    motion = motion_series(index, info.fps)
+    scenes = scene_features(det, index, motion, times, duration)
+
+    truncated = bool(index.truncated)
+    if det.strategy == "full" and det.decoded < n - 2:
+        truncated = True  # the index promised frames the decoder could not produce
+    features = {
+        "kind": "video", "duration": round(duration, 6), "fps": info.fps, "vfr": info.vfr,
+        "width": info.width, "height": info.height, "display_width": info.display_width,
+        "display_height": info.display_height, "rotation": info.rotation, "sar": info.sar,
+        "codec": info.codec, "has_audio": info.has_audio, "start_time": round(t0, 6),
+        "frames": n, "truncated": truncated,
+        "corrupt_frames": int(index.corrupt + det.frames.errors),
+        "scenes": scenes,
+    }
+    score_frames = np.array(sorted(det.exact), dtype=np.int32)
+    arrays = {
+        "frame_times": times.astype(np.float64),
+        "motion": motion,
+        "packet_sizes": index.size.astype(np.int32),
+        "keyframe_times": times[index.keyframes].astype(np.float64),
+        "decoded_frames": np.array(sorted(det.frames.hsv), dtype=np.int32),
+        "score_frames": score_frames,
+        "scores": np.array([det.exact[int(i)] for i in score_frames], dtype=np.float32),
+    }
+    progress(1.0)
+    log.info("%s: %d frames, %d scenes, %s strategy decoded %d frames (%.0f%%)", path, n,
+             len(scenes), det.strategy, det.decoded, 100.0 * det.decoded / max(n, 1))
+    return Analysis(kind="video", features=features, arrays=arrays)
+
+
+def _drop_head(index: mv.PacketIndex, first: int) -> mv.PacketIndex:
+    """The index without its first ``first`` frames (undecodable leading frames)."""
+    sl = slice(first, None)
+    return mv.PacketIndex(
+        pts=index.pts[sl], dts=index.dts[sl], size=index.size[sl], key=index.key[sl],
+        ptype=index.ptype[sl], decode_order=index.decode_order[sl], time_base=index.time_base,
+        corrupt=index.corrupt + first, truncated=index.truncated,
+        stream_index=index.stream_index, codec=index.codec)
