@@ -118,7 +118,7 @@ class Daemon:
         self.hash_futures: dict[Future, tuple[int, str, os.stat_result]] = {}
         self.roots: dict[str, dict] = {}
         self.started = time.time()
-        self._last = {"leases": 0.0, "meta": 0.0, "folders": 0.0, "roots": 0.0, "progress": 0.0, "forget": 0.0}
+        self._last = {"leases": 0.0, "meta": 0.0, "folders": 0.0, "roots": 0.0, "progress": 0.0, "forget": 0.0, "summary": 0.0}
         self._meta_written: dict | None = None
         self._progress_pending: dict[int, tuple[float, float | None]] = {}
 
@@ -258,10 +258,12 @@ class Daemon:
             self._last["roots"] = now
             self._check_roots()
         self._write_meta()
-        if self.notifier:
+        if self.notifier and self.notifier.enabled:
             if self.notifier.watchdog_due(now):
                 self.notifier.watchdog()
-            self.notifier.status(self.summary())
+            if now - self._last["summary"] >= 1.0:  # two aggregate queries: not every tick
+                self._last["summary"] = now
+                self.notifier.status(self.summary())
 
     def _test_hang_hook(self) -> None:
         """Test-only (MONTAGED_TEST_HOOKS=1): while ``state/hang-main-loop`` exists the main loop
@@ -352,6 +354,9 @@ class Daemon:
     def _dispatch(self) -> None:
         from montaged.tasks import analyze_task, render_task
 
+        # A read first: an idle daemon must not open a write transaction five times a second.
+        if not jobs.work_available(self.store):
+            return
         for pool, kinds in (("render", ("render",)), ("analysis", ("analyze",))):
             free = self.executor.free_slots(pool)
             if free <= 0:
@@ -451,11 +456,15 @@ class Daemon:
             return
         wanted = [*inputs.clips, inputs.music]
         states = jobs.file_states(self.store, wanted)
+        for p, (state, _, _) in states.items():
+            if state == "unknown" and not self.settler.wants(p):
+                # e.g. a symlink while follow_symlinks is off: never analysed, so never waited for
+                states[p] = ("ignored", None, "ignored by the watch settings (watch.ignore, watch.follow_symlinks)")
         unsettled = [p for p, (state, _, _) in states.items() if state in ("unknown", "pending", "queued", "running")]
         if unsettled:
             for p in unsettled:
                 if states[p][0] == "unknown" and p not in self.settler.pending:
-                    self.settler.add(p)
+                    self.settler.add(p)  # complete but not seen yet (e.g. still settling)
             jobs.reprioritise_folder(self.store, folder["path"])
             jobs.folder_waiting_note(self.store, folder["id"], f"waiting for {len(unsettled)} of {len(wanted)} files to be analysed")
             return

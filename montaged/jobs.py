@@ -240,6 +240,11 @@ def files_needing_digest(store: Store) -> list[tuple[int, str]]:
 # Jobs
 
 
+def work_available(store: Store) -> bool:
+    """Is any queued job due? A cheap read (index on state) before taking the write lock."""
+    return store.query_one("SELECT 1 FROM jobs WHERE state = 'queued' AND not_before <= ? LIMIT 1", (time.time(),)) is not None
+
+
 def claim_jobs(store: Store, limit: int, lease_seconds: float, kinds: tuple[str, ...] = ("analyze", "render", "proxy")) -> list[Job]:
     """Atomically move up to ``limit`` queued jobs to running and return them: one UPDATE …
     RETURNING inside BEGIN IMMEDIATE, so a job can never be claimed twice."""

@@ -279,6 +279,10 @@ class Settler:
             return "media"
         return None
 
+    def wants(self, path: str) -> bool:
+        """Would this path ever be analysed under the current settings?"""
+        return self._wanted(path) == "media"
+
     def add(self, path: str, *, writing: bool = False, now: float | None = None) -> None:
         """Track ``path`` until it is complete (scans and moves-in call this directly)."""
         try:
