@@ -142,21 +142,25 @@ def frame_rate_from_pts(pts: np.ndarray, time_base: Fraction) -> tuple[float, bo
     d = np.diff(pts).astype(np.float64)
     median = float(np.median(d))
     tb = float(time_base)
-    fps = (len(pts) - 1) / ((pts[-1] - pts[0]) * tb)
-    # The last durations of a stream with B-frames can be irregular after edits: ignore the
-    # extreme 1% so a single odd packet at the end does not flip the verdict.
-    lo, hi = np.percentile(d, [1, 99]) if len(d) >= 100 else (d.min(), d.max())
-    vfr = (hi - lo) > max(2.0, 0.02 * median)
-    return float(fps), bool(vfr)
+    # A few odd durations (a dropped frame, frames missing before a truncation) do not make a
+    # stream variable: more than 5% of them must stray from the typical one.
+    off = np.abs(d - median) > max(2.0, 0.02 * median)
+    vfr = bool(np.mean(off) > 0.05)
+    if vfr:
+        fps = (len(pts) - 1) / ((pts[-1] - pts[0]) * tb)
+    else:
+        fps = 1.0 / (float(np.mean(d[~off])) * tb)
+    return float(fps), vfr
+
+
+_STANDARD_RATES = (24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0,
+                   100.0, 120000 / 1001, 120.0, 240.0)
 
 
 def _snap_fps(fps: float) -> float:
-    """Round to a standard rate when within 0.1% (29.97002997 -> 30000/1001 exactly)."""
-    for rate in (24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0,
-                 100.0, 120.0, 119.88011988011988, 240.0):
-        if abs(fps - rate) <= rate * 0.001:
-            return rate
-    return fps
+    """The nearest standard rate when within 0.1% (29.9700 -> 30000/1001 exactly)."""
+    best = min(_STANDARD_RATES, key=lambda r: abs(fps - r))
+    return best if abs(fps - best) <= best * 0.001 else fps
 
 
 def _scan_head(container, stream, want_pts: int) -> tuple[np.ndarray, object | None]:
@@ -249,7 +253,7 @@ def _probe_open(container, path: str, name: str) -> MediaInfo:
     width, height = int(cc.width), int(cc.height)
     tb = video.time_base or Fraction(1, 90000)
     stream_duration = float(video.duration * tb) if video.duration else 0.0
-    duration = stream_duration or container_duration
+    duration = stream_duration or _content_duration(container, container_duration)
     header_fps = _rate_of(video)
     check_sane(name, width, height, header_fps, duration)
 
@@ -290,10 +294,21 @@ def _probe_open(container, path: str, name: str) -> MediaInfo:
     )
 
 
+def _content_duration(container, container_duration: float) -> float:
+    """The container's duration without a leading offset.
+
+    Matroska stores the *end* timestamp as the segment duration, so a file whose first frame is
+    at 1.5 s and that lasts 1 s says 2.5 s.
+    """
+    if "matroska" in container.format.name and container.start_time:
+        return max(0.0, container_duration - container.start_time / av.time_base)
+    return container_duration
+
+
 def _probe_audio(container, audio, name: str, fmt: str, container_duration: float, bit_rate: int,
                  audio_fields: dict) -> MediaInfo:
     tb = audio.time_base or Fraction(1, audio.codec_context.sample_rate or 1)
-    duration = float(audio.duration * tb) if audio.duration else container_duration
+    duration = float(audio.duration * tb) if audio.duration else _content_duration(container, container_duration)
     if not math.isfinite(duration) or duration > MAX_DURATION:
         raise MediaError(f"duration {duration:.0f} s is absurd (limit 48 h): {name}")
     if audio_fields["sample_rate"] <= 0 or audio_fields["channels"] <= 0:

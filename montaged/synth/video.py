@@ -326,7 +326,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
               seed: int = 0, crf: int = 23, bframes: bool = True,
               # extensions
               looks: list[int] | None = None, start_time: float = 0.0, sar: tuple[int, int] | None = None,
-              preset: str = "veryfast", scenecut: bool = True, bitrate: int | None = None) -> ClipTruth:
+              preset: str = "veryfast", scenecut: bool = True, bitrate: int | None = None,
+              faststart: bool = False) -> ClipTruth:
     """Encode a synthetic clip to ``path`` and return the truth about it.
 
     ``cuts``: frame indices where a new shot starts (default: two cuts at 1/3 and 2/3).
@@ -334,6 +335,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
     ``sar``: sample aspect ratio (e.g. (4, 3) for anamorphic), written into the stream.
     ``scenecut=False`` stops x264/x265 from inserting keyframes at cuts, like camera encoders
     with a fixed GOP.
+    ``faststart`` puts the MP4/MOV index first (as web uploads do), so a truncated copy still
+    opens.
     ``bitrate`` (bits/s) switches x264/x265 from constant quality (``crf``) to a bit rate with a
     VBV buffer, as cameras and phones record (e.g. 17_000_000 for 1080p30).
     The file is written to a temporary name in the same directory and moved into place.
@@ -366,7 +369,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{ext}")
     texture_cache: dict[int, np.ndarray] = {}
     try:
-        with av.open(str(tmp), "w", format=_muxer_for(ext)) as out:
+        opts = {"movflags": "+faststart"} if faststart and ext in (".mp4", ".mov", ".m4v") else {}
+        with av.open(str(tmp), "w", format=_muxer_for(ext), options=opts) as out:
             stream = _open_video_stream(out, codec_name, rate, tb, width, height, gop, crf, bframes,
                                         preset, scenecut, Fraction(*sar) if sar else None, bitrate)
             if rotation:

@@ -1,0 +1,346 @@
+"""Scene detection benchmark: montaged vs PySceneDetect on camera-like clips with known cuts.
+
+Clips (generated once, cached in ``benchmarks/.cache/video/``): 1080p (and portrait 1080x1920),
+25 and 30 fps, 1-second and 250-frame GOPs, x264 at a camera-like 17 Mbit/s with sensor noise
+and pans, hard cuts at known frames (scenes of 1.5 to 7 s). Some are encoded with x264's scene
+cut detection (an edited export: the encoder puts an I frame on most cuts), some with a fixed
+GOP like a camera's hardware encoder (no help from the encoder).
+
+For every file, in one run and interleaved so both sides see the same machine load:
+
+- montaged: ``montaged.analysis.analyze_path`` (probe + packet index + scenes + features);
+- PySceneDetect: ``scenedetect.detect(path, ContentDetector())`` (its defaults: OpenCV backend,
+  threshold 27, min_scene_len 15);
+
+median/min/max wall time of ``--runs`` runs each, the speed ratio of the medians, cut F1 against
+the truth and against PySceneDetect (a cut matches within +-1 frame), and how many times real
+time montaged runs. ``--long`` also measures the peak RSS of one montaged analysis of a
+10-minute 1080p file in a child process (``resource.getrusage(RUSAGE_CHILDREN)``).
+
+    .venv/bin/python benchmarks/bench_video.py              # 8 clips of 20 s, 3 runs each
+    .venv/bin/python benchmarks/bench_video.py --long       # + 10-minute peak-RSS check
+    .venv/bin/python benchmarks/bench_video.py --smoke      # 2 tiny clips, a harness check
+
+Writes ``benchmarks/results/video.json`` (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from montaged.analysis import analyze_path  # noqa: E402
+from montaged.synth import video as synth  # noqa: E402
+
+CACHE = ROOT / ".cache" / "video"
+RESULTS = ROOT / "results" / "video.json"
+
+CAMERA_BITRATE = 17_000_000  # a phone's 1080p30 H.264
+SUITE = [
+    dict(name="1080p30-gop30", size=(1920, 1080), fps=30, gop=30),
+    dict(name="1080p30-gop30-fixed", size=(1920, 1080), fps=30, gop=30, scenecut=False),
+    dict(name="1080p25-gop25", size=(1920, 1080), fps=25, gop=25),
+    dict(name="1080p25-gop250", size=(1920, 1080), fps=25, gop=250),
+    dict(name="1080p30-gop250-fixed", size=(1920, 1080), fps=30, gop=250, scenecut=False),
+    dict(name="portrait1080p30-gop30", size=(1080, 1920), fps=30, gop=30),
+    dict(name="1080p30-gop30-lowlight", size=(1920, 1080), fps=30, gop=30, noise=0.04),
+    dict(name="1080p30-gop30-rot90", size=(1920, 1080), fps=30, gop=30, rotation=90),
+]
+SMOKE = [
+    dict(name="smoke-gop30", size=(320, 180), fps=30, gop=30, bitrate=None),
+    dict(name="smoke-gop250", size=(320, 180), fps=25, gop=250, bitrate=None, scenecut=False),
+]
+LONG = dict(name="long-1080p30-gop30", size=(1920, 1080), fps=30, gop=30)
+
+TARGET_SPEEDUP = 10.0  # on 1080p30 with 1-second GOPs
+TARGET_F1_TRUTH = 0.98
+TARGET_F1_PYSCENEDETECT = 0.95
+TARGET_RSS_MB = 300.0
+
+
+# --------------------------------------------------------------------------------------------
+# Clips
+
+
+def _fingerprint() -> str:
+    return hashlib.sha1(Path(synth.__file__).read_bytes()).hexdigest()[:10]
+
+
+def random_cuts(n_frames: int, fps: float, seed: int, min_len: float = 1.5, max_len: float = 7.0) -> list[int]:
+    """Cut frames with scene lengths drawn uniformly from [min_len, max_len] seconds."""
+    rng = np.random.default_rng(seed)
+    cuts, pos = [], 0
+    while True:
+        pos += int(round(rng.uniform(min_len, max_len) * fps))
+        if pos >= n_frames - int(min_len * fps):
+            return cuts
+        cuts.append(pos)
+
+
+def make_suite_clip(spec: dict, duration: float, seed: int) -> tuple[Path, dict]:
+    """The cached clip for ``spec`` (generated on first use) and its truth."""
+    spec = dict(spec)
+    name = spec.pop("name")
+    spec.setdefault("noise", 0.02)
+    spec.setdefault("bitrate", CAMERA_BITRATE)
+    fps = spec["fps"]
+    n = int(round(duration * fps))
+    cuts = random_cuts(n, fps, seed)
+    key = hashlib.sha1(json.dumps([spec, duration, seed, cuts, _fingerprint()], sort_keys=True,
+                                  default=str).encode()).hexdigest()[:10]
+    path = CACHE / f"{name}-{key}.mp4"
+    truth_path = path.with_suffix(".json")
+    if not (path.exists() and truth_path.exists()):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        truth = synth.make_clip(path, duration=duration, cuts=cuts, seed=seed, **spec)
+        info = {"name": name, "cut_frames": truth.cut_frames, "n_frames": truth.n_frames,
+                "fps": truth.fps, "duration": truth.duration}
+        truth_path.write_text(json.dumps(info))
+        print(f"  generated {path.name} in {time.perf_counter() - t:.0f} s", flush=True)
+    return path, json.loads(truth_path.read_text())
+
+
+def make_long_clip(minutes: float) -> tuple[Path, dict]:
+    """A long 1080p file: one 60-second encode repeated by remuxing (no re-encoding)."""
+    import av
+
+    piece, truth = make_suite_clip(LONG, 60.0, seed=99)
+    repeats = max(1, int(round(minutes)))
+    path = CACHE / f"{piece.stem}-x{repeats}.mp4"
+    if path.exists():
+        return path, {"n_frames": truth["n_frames"] * repeats, "duration": truth["duration"] * repeats}
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    with av.open(str(piece)) as src, av.open(str(tmp), "w") as dst:
+        ins = src.streams.video[0]
+        out = dst.add_stream_from_template(ins)
+        span = int(round(truth["n_frames"] / truth["fps"] / ins.time_base))
+        for r in range(repeats):
+            src.seek(0)
+            for packet in src.demux(ins):
+                if packet.dts is None:
+                    continue
+                packet.pts += r * span
+                packet.dts += r * span
+                packet.stream = out
+                dst.mux(packet)
+    os.replace(tmp, path)
+    return path, {"n_frames": truth["n_frames"] * repeats, "duration": truth["duration"] * repeats}
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring
+
+
+def f1(pred: list[int], ref: list[int], tol: int = 1) -> float:
+    """F1 of predicted cut frames against reference ones, one-to-one matches within +-tol."""
+    if not pred and not ref:
+        return 1.0
+    ref_left = sorted(ref)
+    hits = 0
+    for p in sorted(pred):
+        match = next((r for r in ref_left if abs(r - p) <= tol), None)
+        if match is not None:
+            ref_left.remove(match)
+            hits += 1
+    if hits == 0:
+        return 0.0
+    precision, recall = hits / len(pred), hits / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def run_montaged(path: Path) -> list[int]:
+    analysis = analyze_path(str(path))
+    return [s["start_frame"] for s in analysis.features["scenes"][1:]]
+
+
+def run_pyscenedetect(path: Path) -> list[int]:
+    from scenedetect import ContentDetector, detect
+
+    return [int(start.frame_num) for start, _end in detect(str(path), ContentDetector())[1:]]
+
+
+def timed(fn, path: Path) -> tuple[float, list[int]]:
+    t = time.perf_counter()
+    out = fn(path)
+    return time.perf_counter() - t, out
+
+
+def stats(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": len(values)}
+
+
+def measure(path: Path, truth: dict, runs: int, name: str) -> dict:
+    ours_t, theirs_t = [], []
+    ours = theirs = None
+    for _ in range(runs):  # interleaved: both sides see the same load
+        t, ours = timed(run_montaged, path)
+        ours_t.append(t)
+        t, theirs = timed(run_pyscenedetect, path)
+        theirs_t.append(t)
+    o, s = stats(ours_t), stats(theirs_t)
+    return {
+        "name": name, "file": path.name, "frames": truth["n_frames"], "duration": truth["duration"],
+        "montaged_s": o, "pyscenedetect_s": s,
+        "speedup": s["median"] / o["median"],
+        "realtime_x": truth["duration"] / o["median"],
+        "f1_truth": f1(ours, truth["cut_frames"]),
+        "f1_pyscenedetect": f1(ours, theirs),
+        "pyscenedetect_f1_truth": f1(theirs, truth["cut_frames"]),
+        "cuts_truth": truth["cut_frames"], "cuts_montaged": ours, "cuts_pyscenedetect": theirs,
+    }
+
+
+def peak_rss_child(path: Path) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of one montaged analysis of ``path`` in a fresh process."""
+    code = ("import sys; sys.path.insert(0, %r); from montaged.analysis import analyze_path; "
+            "analyze_path(%r)" % (str(ROOT.parent), str(path)))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    elapsed = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:
+        print("  (peak RSS of the child not above earlier children; reported value is a bound)")
+    return peak / 1024.0, elapsed
+
+
+def machine() -> dict:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "load_avg_start": list(os.getloadavg()),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def _fmt(s: dict) -> str:
+    return f"{s['median']:6.2f} ({s['min']:.2f}-{s['max']:.2f})"
+
+
+def print_table(rows: list[dict]) -> None:
+    head = (f"{'clip':26} {'frames':>6} {'montaged s med (min-max)':>24} "
+            f"{'PySceneDetect s med (min-max)':>29} {'ratio':>6} {'F1 truth':>8} {'F1 PySD':>7} {'x RT':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['name']:26} {r['frames']:6d} {_fmt(r['montaged_s']):>24} {_fmt(r['pyscenedetect_s']):>29} "
+              f"{r['speedup']:6.1f} {r['f1_truth']:8.3f} {r['f1_pyscenedetect']:7.3f} {r['realtime_x']:6.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", type=int, default=len(SUITE), help="how many clips of the suite")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per clip")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per side and clip")
+    ap.add_argument("--long", action="store_true", help="also measure peak RSS on a long file")
+    ap.add_argument("--long-minutes", type=float, default=10.0)
+    ap.add_argument("--smoke", action="store_true", help="2 tiny clips, 1 run: a harness check")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--generate-only", action="store_true", help="only build the cached clips")
+    args = ap.parse_args(argv)
+
+    info = machine()
+    print(f"CPU: {info['cpu']}, {info['cores']} cores, load {info['load_avg_start'][0]:.2f}")
+    if args.smoke:
+        suite, duration, runs = SMOKE, 4.0, 1
+    else:
+        suite, duration, runs = SUITE[: args.clips], args.duration, args.runs
+    if args.generate_only:
+        for i, spec in enumerate(suite):
+            make_suite_clip(spec, duration, seed=100 + i)
+        if args.long and not args.smoke:
+            make_long_clip(args.long_minutes)
+        return 0
+    rows = []
+    for i, spec in enumerate(suite):
+        path, truth = make_suite_clip(spec, duration, seed=100 + i)
+        row = measure(path, truth, runs, spec["name"])
+        rows.append(row)
+        print(f"  {row['name']}: montaged {row['montaged_s']['median']:.2f} s, PySceneDetect "
+              f"{row['pyscenedetect_s']['median']:.2f} s, x{row['speedup']:.1f}, "
+              f"F1 {row['f1_truth']:.3f}/{row['f1_pyscenedetect']:.3f}", flush=True)
+    print()
+    print_table(rows)
+    total_ours = sum(r["montaged_s"]["median"] for r in rows)
+    total_theirs = sum(r["pyscenedetect_s"]["median"] for r in rows)
+    total_dur = sum(r["duration"] for r in rows)
+    totals = {
+        "montaged_s": total_ours, "pyscenedetect_s": total_theirs,
+        "speedup": total_theirs / total_ours, "realtime_x": total_dur / total_ours,
+        "f1_truth_mean": float(np.mean([r["f1_truth"] for r in rows])),
+        "f1_pyscenedetect_mean": float(np.mean([r["f1_pyscenedetect"] for r in rows])),
+        "min_speedup": min(r["speedup"] for r in rows),
+    }
+    print(f"\ntotal: montaged {total_ours:.2f} s, PySceneDetect {total_theirs:.2f} s, "
+          f"x{totals['speedup']:.1f}; mean F1 truth {totals['f1_truth_mean']:.3f}, "
+          f"vs PySceneDetect {totals['f1_pyscenedetect_mean']:.3f}; {totals['realtime_x']:.0f}x real time")
+
+    long_result = None
+    if args.long and not args.smoke:
+        path, truth = make_long_clip(args.long_minutes)
+        rss, elapsed = peak_rss_child(path)
+        long_result = {"file": path.name, "duration": truth["duration"], "peak_rss_mb": rss,
+                       "seconds": elapsed, "realtime_x": truth["duration"] / elapsed}
+        print(f"long file ({truth['duration'] / 60:.0f} min 1080p): peak RSS {rss:.0f} MB, "
+              f"{elapsed:.1f} s ({truth['duration'] / elapsed:.0f}x real time)")
+
+    main_rows = [r for r in rows if r["name"] == "1080p30-gop30"]
+    targets = {
+        "speedup_1080p30_gop30": {"target": TARGET_SPEEDUP,
+                                  "value": main_rows[0]["speedup"] if main_rows else None},
+        "faster_on_every_file": {"target": 1.0, "value": totals["min_speedup"]},
+        "f1_truth": {"target": TARGET_F1_TRUTH, "value": min(r["f1_truth"] for r in rows)},
+        "f1_pyscenedetect": {"target": TARGET_F1_PYSCENEDETECT,
+                             "value": min(r["f1_pyscenedetect"] for r in rows)},
+        "peak_rss_mb_10min_1080p": {"target": TARGET_RSS_MB,
+                                    "value": long_result["peak_rss_mb"] if long_result else None},
+    }
+    for name, t in targets.items():
+        v = t["value"]
+        if v is None:
+            t["met"] = None
+        elif name.startswith("peak_rss"):
+            t["met"] = v < t["target"]
+        else:
+            t["met"] = v >= t["target"]
+        print(f"target {name}: {v if v is None else round(v, 3)} (target {t['target']}) "
+              f"{'' if t['met'] is None else ('met' if t['met'] else 'MISSED')}")
+    info["load_avg_end"] = list(os.getloadavg())
+    out = {"machine": info, "smoke": args.smoke, "runs": runs, "clip_seconds": duration,
+           "rows": rows, "totals": totals, "long": long_result, "targets": targets}
+    if not args.smoke or args.out != RESULTS:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(json.dumps(out, indent=1, default=lambda x: x if not isinstance(x, Fraction) else float(x)))
+        os.replace(tmp, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
