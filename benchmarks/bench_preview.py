@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import sys
@@ -193,17 +194,25 @@ def make_media(folder: Path, n_clips: int, clip_seconds: float, size: tuple[int,
     return analyses
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the render processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def bench_preview(folder: Path, analyses: dict, settings, runs: int, proxies: dict | None = None) -> dict:
-    times, plan_times, render_times = [], [], []
+    times, plan_times, render_times, cpu = [], [], [], []
     edit = None
     for _ in range(runs):
         out = Path(tempfile.mkdtemp(prefix="bench-preview-"))
         try:
+            c0 = cpu_seconds()
             t0 = time.perf_counter()
             edit = plan_folder(folder, settings, analyses)
             t1 = time.perf_counter()
             write_outputs(edit, folder, out, settings, proxies=proxies)
             t2 = time.perf_counter()
+            cpu.append(cpu_seconds() - c0)
         finally:
             shutil.rmtree(out, ignore_errors=True)
         times.append(t2 - t0)
@@ -211,7 +220,7 @@ def bench_preview(folder: Path, analyses: dict, settings, runs: int, proxies: di
         render_times.append(t2 - t1)
     med = statistics.median(times)
     return {"preview_seconds": edit.duration, "cuts": len(edit.cuts), "seconds": stats(times),
-            "plan_seconds": stats(plan_times), "render_and_export_seconds": stats(render_times),
+            "cpu_seconds": stats(cpu), "plan_seconds": stats(plan_times), "render_and_export_seconds": stats(render_times),
             "realtime_multiple": edit.duration / med, "target_s": 10.0, "met": med < 10.0}
 
 
@@ -248,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     direct = bench_preview(folder, analyses, settings, runs)
     s = direct["seconds"]
     print(f"preview {direct['preview_seconds']:.1f} s from {size[1]}p originals ({direct['cuts']} cuts): median "
-          f"{s['median']:.2f} s (min {s['min']:.2f}, max {s['max']:.2f}), {direct['realtime_multiple']:.1f}x real time; "
+          f"{s['median']:.2f} s (min {s['min']:.2f}, max {s['max']:.2f}; CPU {direct['cpu_seconds']['median']:.1f} s), "
+          f"{direct['realtime_multiple']:.1f}x real time; "
           f"target < 10 s: {'met' if direct['met'] else 'MISSED'}")
     results["preview_from_originals"] = direct
 
@@ -266,16 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     with_proxies = bench_preview(folder, analyses, settings, runs, proxies=proxies)
     s = with_proxies["seconds"]
     print(f"preview {with_proxies['preview_seconds']:.1f} s from 360p proxies: median {s['median']:.2f} s "
-          f"(min {s['min']:.2f}, max {s['max']:.2f}), {with_proxies['realtime_multiple']:.1f}x real time; "
+          f"(min {s['min']:.2f}, max {s['max']:.2f}; CPU {with_proxies['cpu_seconds']['median']:.1f} s), "
+          f"{with_proxies['realtime_multiple']:.1f}x real time; "
           f"target < 10 s: {'met' if with_proxies['met'] else 'MISSED'}")
     results["preview_from_proxies"] = with_proxies
     results["proxy_seconds_per_clip"] = stats(proxy_times)
 
     serial = bench_preview(folder, analyses, replace(settings, render_processes=1), 1, proxies=proxies)
-    print(f"same with one render process: {serial['seconds']['median']:.2f} s "
+    print(f"same with one render process: {serial['seconds']['median']:.2f} s, CPU {serial['cpu_seconds']['median']:.1f} s "
           f"(parallel speed-up x{serial['seconds']['median'] / s['median']:.2f})")
     results["preview_from_proxies_one_process"] = serial
 
+    results["load_at_end"] = os.getloadavg()[0]
     if not args.no_write and not smoke:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -46,6 +46,8 @@ THUMB_HEIGHT = 108
 # Segments per render process: more than one gives the pool something to balance with when
 # one segment's sources are slower to decode, and gives finer progress.
 SEGMENTS_PER_PROCESS = 2
+# Below this many output frames (15 s at 30 fps), ``processes=0`` renders in this process.
+MIN_PARALLEL_FRAMES = 450
 # Black in limited-range YUV: what the letterbox shows when there is nothing to blur.
 _BLACK = (16, 128, 128)
 _BLUR_SIZE = (32, 18)  # the fill is this small, then scaled up: a cheap, strong blur
@@ -138,6 +140,8 @@ class Fitter:
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         if self.full and self.rotation == 0:
+            if frame.width == self.out_w and frame.height == self.out_h and frame.format.name == "yuv420p":
+                return frame  # a proxy at the preview's size: nothing to convert
             return frame.reformat(self.out_w, self.out_h, "yuv420p", interpolation="BILINEAR")
         small = frame.reformat(self.pre_w, self.pre_h, "yuv420p", interpolation="BILINEAR")
         planes = [_plane(small, i) for i in range(3)]
@@ -473,12 +477,14 @@ def _remove_stale_work(out_dir: Path, name: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _processes(requested: int) -> int:
-    n = requested or os.cpu_count() or 1
-    # A daemonic worker (e.g. a multiprocessing.Pool child) may not start processes itself.
+def _processes(requested: int, frames: int) -> int:
+    """Render processes: ``requested``, or with 0 the CPU count, except for short previews,
+    where starting interpreters (about half a second of CPU each) costs more than it saves."""
     if multiprocessing.current_process().daemon:
-        return 1
-    return max(1, n)
+        return 1  # a daemonic worker (a multiprocessing.Pool child) may not start processes
+    if requested:
+        return max(1, requested)
+    return 1 if frames < MIN_PARALLEL_FRAMES else max(1, os.cpu_count() or 1)
 
 
 def render(edit: EditList, out_path: str | os.PathLike, *, folder: str | os.PathLike | None = None,
@@ -516,7 +522,7 @@ def render(edit: EditList, out_path: str | os.PathLike, *, folder: str | os.Path
         work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.{os.getpid()}.", suffix=".tmp", dir=out_dir))
     except OSError as exc:
         raise RenderError(f"cannot write to {out_dir}: {_reason(exc)}") from None
-    n_proc = min(_processes(processes), len(shots))
+    n_proc = min(_processes(processes, total_frames), len(shots))
     runs = _split(shots, n_proc * SEGMENTS_PER_PROCESS if n_proc > 1 else 1)
     threads = max(1, (os.cpu_count() or 1) // n_proc)
     jobs, first = [], 0
