@@ -1,0 +1,378 @@
+"""``make bench``: every benchmark, then one table with every target marked met or missed.
+
+Runs, in this order, each in this process through its ``main(argv)``:
+
+- ``bench_video``   analysis vs PySceneDetect's ContentDetector (speed ratio, cut F1);
+- ``bench_beats``   beats vs librosa (F-measure on every track, speed);
+- ``bench_preview`` planner time for 2,000 scenes, render of a 60 s preview (library, no daemon);
+- ``bench_e2e``     time-to-preview warm and cold through the real daemon; ``status --json``
+                    with 2,000 files, daemon memory, idle CPU.
+
+then reads their result files and writes ``benchmarks/results/summary.json`` and ``summary.md``.
+
+Profiles: the default is sized to finish within 15 minutes on a fresh clone of a 2-core machine,
+media generation included (the media is cached in ``benchmarks/.cache/`` for later runs):
+fewer clips and runs for the PySceneDetect comparison, which is the slow side. ``--full`` runs
+every benchmark with its own defaults (about twice as long). ``--smoke`` is a harness check on
+tiny media; it writes nothing under ``benchmarks/results/``.
+
+    .venv/bin/python -m benchmarks.run                  # make bench
+    .venv/bin/python -m benchmarks.run --full --wait-load 1.5
+    .venv/bin/python -m benchmarks.run --report-only    # rebuild the table from the result files
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+BENCHES = ("video", "beats", "preview", "e2e")
+SEED_SYSTEM_TTP_S = 180.0  # the system montaged replaces: about 3 minutes from manifest to preview
+
+
+def argv_for(name: str, profile: str, out_dir: Path) -> list[str]:
+    """The options each benchmark runs with, per profile (see the module docstring)."""
+    out = str(out_dir / f"{name}.json")
+    if profile == "smoke":
+        return {"video": ["--smoke", "--out", out], "beats": ["--smoke", "--out", out],
+                "preview": ["--smoke"], "e2e": ["--smoke", "--out", out]}[name]
+    if profile == "full":
+        return {"video": ["--long", "--out", out], "beats": ["--out", out], "preview": [],
+                "e2e": ["--out", out]}[name]
+    # default: 3 clips of the suite (1080p30 with 1-s GOPs, the same with a fixed camera GOP, 25 fps),
+    # 2 interleaved runs each; beats with 5 speed runs; everything else at its defaults.
+    return {"video": ["--clips", "3", "--runs", "2", "--out", out], "beats": ["--runs", "5", "--out", out],
+            "preview": ["--runs", "3"], "e2e": ["--out", out]}[name]
+
+
+def result_path(name: str, profile: str, out_dir: Path) -> Path | None:
+    if name == "preview":
+        # bench_preview writes its own file (never in smoke mode).
+        return None if profile == "smoke" else RESULTS / "preview.json"
+    return out_dir / f"{name}.json"
+
+
+# --- machine and load ----------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    import av
+    import numpy
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "python": platform.python_version(),
+            "numpy": numpy.__version__, "pyav": av.__version__, "system": f"{platform.system()} {platform.release()}"}
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def wait_for_load(limit: float | None, max_wait: float) -> float:
+    """Wait until the 1-minute load average is below ``limit`` (other work on the machine skews
+    every figure), at most ``max_wait`` seconds. Returns the load when going ahead."""
+    if not limit:
+        return load()
+    deadline = time.monotonic() + max_wait
+    announced = False
+    while load() >= limit and time.monotonic() < deadline:
+        if not announced:
+            print(f"  waiting for the load average ({load()}) to fall below {limit} (up to {max_wait:.0f} s)", flush=True)
+            announced = True
+        time.sleep(10)
+    if load() >= limit:
+        print(f"  load is still {load()}: measuring anyway (the figure is recorded with each result)", flush=True)
+    return load()
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+def run_bench(name: str, argv: list[str]) -> dict:
+    """Run one benchmark's ``main(argv)``; a failing benchmark is reported, the others still run."""
+    module = importlib.import_module(f"benchmarks.bench_{name}")
+    started = time.perf_counter()
+    status = {"argv": argv, "load_at_start": load()}
+    try:
+        rc = module.main(argv)
+        status.update(ok=rc in (0, None), returncode=rc)
+    except SystemExit as exc:  # argparse errors
+        status.update(ok=exc.code in (0, None), returncode=exc.code)
+    except Exception as exc:  # noqa: BLE001 - reported in the table, and the traceback printed
+        traceback.print_exc()
+        status.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+    status["seconds"] = round(time.perf_counter() - started, 1)
+    status["load_at_end"] = load()
+    return status
+
+
+def read(path: Path | None) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"cannot read {path}: {exc}", file=sys.stderr)
+        return None
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def _mmm(s: dict | None, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    """'median (min-max, N runs)'."""
+    if not s:
+        return "n/a"
+    return (f"{fmt.format(s['median'] * scale)} ({fmt.format(s['min'] * scale)}-{fmt.format(s['max'] * scale)}, "
+            f"{s.get('runs', '?')} runs)")
+
+
+def _row(figure: str, target: str, measured: str, met: bool | None, source: str, values: dict | None = None) -> dict:
+    return {"figure": figure, "target": target, "measured": measured, "met": met, "source": source,
+            "values": values or {}}
+
+
+def rows_video(doc: dict | None) -> list[dict]:
+    figure, target = "analysis vs PySceneDetect ContentDetector, 1080p30 1-s GOP", ">= 10x faster, cut F1 >= 0.95 vs it"
+    if not doc:
+        return [_row(figure, target, "not measured", None, "video")]
+    main = next((r for r in doc.get("rows", []) if r.get("name") == "1080p30-gop30"), None)
+    f1_min = min((r["f1_pyscenedetect"] for r in doc.get("rows", [])), default=None)
+    if main is None:
+        return [_row(figure, target, "no 1080p30 1-s GOP clip in the run", None, "video")]
+    speedup = main["speedup"]
+    met = speedup >= 10.0 and f1_min is not None and f1_min >= 0.95
+    measured = (f"x{speedup:.1f} (montaged {_mmm(main['montaged_s'])} s vs PySceneDetect "
+                f"{_mmm(main['pyscenedetect_s'])} s, {main['duration']:g} s clip); F1 vs it {main['f1_pyscenedetect']:.3f} "
+                f"(min over {len(doc['rows'])} clips {f1_min:.3f})")
+    rows = [_row(figure, target, measured, met, "video",
+                 {"speedup": speedup, "f1_vs_pyscenedetect_min": f1_min, "montaged_s": main["montaged_s"],
+                  "pyscenedetect_s": main["pyscenedetect_s"]})]
+    totals = doc.get("totals") or {}
+    if totals:
+        rows.append(_row("  all clips of the run (info)", "faster on every file",
+                         f"x{totals['speedup']:.1f} overall, slowest ratio x{totals['min_speedup']:.1f}, "
+                         f"{totals['realtime_x']:.0f}x real time, F1 vs truth {totals['f1_truth_mean']:.3f}",
+                         totals["min_speedup"] >= 1.0, "video", totals))
+    return rows
+
+
+def rows_beats(doc: dict | None) -> list[dict]:
+    figure, target = "beats vs librosa", "F-measure >= librosa on every track, >= 3x faster warm"
+    if not doc:
+        return [_row(figure, target, "not measured", None, "beats")]
+    s, sp = doc.get("summary", {}), doc.get("speed", {})
+    targets = s.get("targets", {})
+    every = targets.get("f>=librosa_every_track")
+    speedup = sp.get("speedup_aac")
+    if speedup is None:
+        return [_row(figure, target, "librosa not installed", None, "beats")]
+    worst = None
+    if doc.get("tracks"):
+        worst = min(r["montaged"]["f"] - r["librosa"]["f"] for r in doc["tracks"] if "librosa" in r)
+    met = None if every is None else bool(every) and speedup >= 3.0
+    measured = (f"x{speedup:.1f} faster on a 3-min AAC (montaged {_mmm(sp['montaged_aac'], 1, '{:.3f}')} s, librosa "
+                f"{_mmm(sp['librosa_aac'], 1, '{:.3f}')} s)")
+    if every is not None:
+        measured += (f"; mean F {s.get('montaged_mean_f', 0):.3f} vs librosa {s.get('librosa_mean_f', 0):.3f}, "
+                     f">= librosa on {sum(1 for r in doc['tracks'] if r['montaged']['f'] >= r['librosa']['f'])}"
+                     f"/{len(doc['tracks'])} tracks (worst margin {worst:+.3f})")
+    return [_row(figure, target, measured, met, "beats", {"speedup_aac": speedup, "f_ge_librosa_every_track": every})]
+
+
+def rows_preview(doc: dict | None) -> list[dict]:
+    if not doc:
+        return [_row("  planner, 2,000 candidate scenes (info)", "< 100 ms", "not measured", None, "preview")]
+    plan = doc["plan"]
+    rows = [_row("  planner, 2,000 candidate scenes (info)", "< 100 ms", _mmm(plan["seconds"], 1000, "{:.1f}") + " ms",
+                 plan["met"], "preview", plan["seconds"])]
+    for key, label in (("preview_from_originals", "from 1080p originals"), ("preview_from_proxies", "from 360p proxies")):
+        if key in doc:
+            r = doc[key]
+            rows.append(_row(f"  plan + render + exports, library call, {label} (info)", "<= 10 s",
+                             _mmm(r["seconds"]) + f" s, {r['realtime_multiple']:.1f}x real time", r["met"], "preview",
+                             r["seconds"]))
+    return rows
+
+
+def rows_e2e(doc: dict | None) -> list[dict]:
+    rows = []
+    warm = (doc or {}).get("warm")
+    spec = (doc or {}).get("spec") or {"preview_seconds": 60, "clips": 12, "clip_seconds": 20, "size": [1920, 1080]}
+    f = (f"time-to-preview warm, {spec['preview_seconds']:g} s preview at 640x360 from {spec['clips']} x "
+         f"{spec['clip_seconds']:g} s {spec['size'][1]}p clips")
+    if warm:
+        rows.append(_row(f, "<= 10 s", _mmm(warm["seconds"]) + f" s (folder analysed in {warm['analysis_seconds']:.0f} s before)",
+                         warm["met"], "e2e", warm["seconds"]))
+    else:
+        rows.append(_row(f, "<= 10 s", "not measured", None, "e2e"))
+    cold = (doc or {}).get("cold")
+    f = "time-to-preview cold (copy at 40x real time, manifest right after)"
+    if cold:
+        since = statistics.median(r["since_copy_started"] for r in cold["runs"])
+        copy = statistics.median(r["copy_seconds"] for r in cold["runs"])
+        rows.append(_row(f, "<= 20 s", _mmm(cold["seconds"]) + f" s after the manifest (copy {copy:.1f} s; "
+                         f"{since:.1f} s from the first byte)", cold["met"], "e2e", cold["seconds"]))
+    else:
+        rows.append(_row(f, "<= 20 s", "not measured", None, "e2e"))
+    scale = (doc or {}).get("scale")
+    n = scale["files"] if scale else 2000
+    f = f"`status --json` with {n:,} files"
+    if scale:
+        rows.append(_row(f, "< 300 ms", _mmm(scale["status_cli_ms"], 1, "{:.0f}") + " ms (CLI process); library call "
+                         + _mmm(scale["status_library_ms"], 1, "{:.1f}") + " ms", scale["status_met"], "e2e",
+                         scale["status_cli_ms"]))
+        rows.append(_row("idle daemon CPU", "< 1%", f"{scale['idle_cpu_percent']:.2f}% of one core over "
+                         f"{scale['idle_seconds']:.0f} s ({scale['processes']} processes, {', '.join(o for o in scale['observer'] if o)}; "
+                         f"10-s windows {_mmm(scale['idle_cpu_windows_percent'])} %)",
+                         scale["idle_met"], "e2e", {"percent": scale["idle_cpu_percent"]}))
+        mem = scale["daemon_memory_mib"]
+        workers = scale["worker_memory_mib"]
+        rows.append(_row(f"  daemon memory with {n:,} files (info)", "-",
+                         f"main process RSS {mem.get('VmRSS')} MiB (peak {mem.get('VmHWM')}), "
+                         f"{len(workers)} workers {sum(w.get('VmRSS', 0) for w in workers):.0f} MiB together",
+                         None, "e2e", mem))
+        rows.append(_row(f"  {n:,} small files tracked and analysed (info)", "-",
+                         f"{scale['analysis_seconds']:.0f} s ({scale['files_per_second']:.0f} files/s)", None, "e2e"))
+    else:
+        rows.append(_row(f, "< 300 ms", "not measured", None, "e2e"))
+        rows.append(_row("idle daemon CPU", "< 1%", "not measured", None, "e2e"))
+    return rows
+
+
+def summarize(docs: dict[str, dict | None], info: dict, runs: dict, profile: str) -> dict:
+    rows = rows_video(docs.get("video")) + rows_beats(docs.get("beats")) + rows_preview(docs.get("preview")) + rows_e2e(docs.get("e2e"))
+    e2e = docs.get("e2e") or {}
+    factors = {}
+    for key in ("warm", "cold"):
+        if e2e.get(key):
+            factors[key] = round(SEED_SYSTEM_TTP_S / e2e[key]["seconds"]["median"], 1)
+    loads = [r.get(k) for r in runs.values() for k in ("load_at_start", "load_at_end") if r.get(k) is not None]
+    return {"profile": profile, "machine": info, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "load": {"min": min(loads), "max": max(loads)} if loads else None,
+            "runs": runs, "rows": rows, "faster_than_seed_system": factors,
+            "targets_met": sum(1 for r in rows if r["met"] is True and not r["figure"].startswith("  ")),
+            "targets_missed": sum(1 for r in rows if r["met"] is False and not r["figure"].startswith("  ")),
+            "sources": {k: (v or {}).get("smoke") for k, v in docs.items()}}
+
+
+def mark(met: bool | None) -> str:
+    return "n/a" if met is None else ("met" if met else "MISSED")
+
+
+def table_md(summary: dict) -> str:
+    m = summary["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}, numpy {m['numpy']}, "
+             f"PyAV {m['pyav']}; {m['system']}. Load average during the runs: "
+             + (f"{summary['load']['min']}-{summary['load']['max']}" if summary["load"] else "n/a")
+             + f". Profile: {summary['profile']}. {summary['date']}.", "",
+             "| figure | target | measured: median (min-max, runs) | |", "|---|---|---|---|"]
+    for r in summary["rows"]:
+        lines.append(f"| {r['figure'].strip()} | {r['target']} | {r['measured']} | {mark(r['met'])} |")
+    f = summary["faster_than_seed_system"]
+    if f:
+        lines += ["", "Against the seed system's 3-minute time-to-preview: "
+                  + ", ".join(f"{k} x{v:g}" for k, v in f.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(summary: dict) -> None:
+    rows = summary["rows"]
+    w1 = max(len(r["figure"]) for r in rows)
+    w2 = max(len(r["target"]) for r in rows)
+    print()
+    m = summary["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; load during the runs "
+          + (f"{summary['load']['min']}-{summary['load']['max']}" if summary["load"] else "n/a"))
+    print(f"{'figure':{w1}}  {'target':{w2}}  {'':6}  measured: median (min-max, runs)")
+    print("-" * (w1 + w2 + 60))
+    for r in rows:
+        print(f"{r['figure']:{w1}}  {r['target']:{w2}}  {mark(r['met']):6}  {r['measured']}")
+    f = summary["faster_than_seed_system"]
+    if f:
+        print("\nagainst the seed system's 3-minute time-to-preview: " + ", ".join(f"{k} x{v:g}" for k, v in f.items()))
+    print(f"\ntargets met: {summary['targets_met']}, missed: {summary['targets_missed']}")
+    failed = [k for k, v in summary["runs"].items() if not v.get("ok", True)]
+    if failed:
+        print("benchmarks that failed: " + ", ".join(f"{k} ({summary['runs'][k].get('error') or summary['runs'][k].get('returncode')})" for k in failed))
+
+
+def write_summary(summary: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("summary.json", json.dumps(summary, indent=2) + "\n"), ("summary.md", table_md(summary))):
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out_dir / name)
+    print(f"wrote {(out_dir / 'summary.json')} and summary.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--smoke", action="store_true", help="tiny media: checks that every harness works (writes nothing under results/)")
+    group.add_argument("--full", action="store_true", help="every benchmark at its own defaults (about 30 minutes)")
+    parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}")
+    parser.add_argument("--report-only", action="store_true", help="run nothing; rebuild the table from the result files")
+    parser.add_argument("--wait-load", type=float, default=None, metavar="LOAD",
+                        help="before each benchmark, wait until the 1-minute load average is below LOAD")
+    parser.add_argument("--max-wait", type=float, default=900.0, help="seconds to wait for the load (default 900)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the result files (default benchmarks/results; smoke: a temporary folder)")
+    args = parser.parse_args(argv)
+
+    profile = "smoke" if args.smoke else ("full" if args.full else "default")
+    out_dir = args.out or (Path(tempfile.mkdtemp(prefix="montaged-bench-smoke-")) if args.smoke else RESULTS)
+    only = [b for b in BENCHES if b in {s.strip() for s in args.only.split(",")}]
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}, "
+          f"PyAV {info['pyav']}; load average {load()}", flush=True)
+
+    previous = read(out_dir / "summary.json") or {}
+    runs: dict[str, dict] = dict(previous.get("runs", {})) if args.report_only or len(only) < len(BENCHES) else {}
+    started = time.perf_counter()
+    if not args.report_only:
+        for name in only:
+            argv_b = argv_for(name, profile, out_dir)
+            print(f"\n=== {name}: bench_{name} {' '.join(argv_b)}", flush=True)
+            wait_for_load(args.wait_load, args.max_wait)
+            runs[name] = run_bench(name, argv_b)
+            print(f"=== {name}: {'done' if runs[name]['ok'] else 'FAILED'} in {runs[name]['seconds']:.0f} s "
+                  f"(load {runs[name]['load_at_start']} -> {runs[name]['load_at_end']})", flush=True)
+    docs = {name: read(result_path(name, profile, out_dir)) for name in BENCHES}
+    summary = summarize(docs, info, runs, profile)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    print_table(summary)
+    write_summary(summary, out_dir)
+    print(f"total {summary['seconds']:.0f} s")
+    return 0 if all(r.get("ok", True) for r in runs.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
