@@ -448,6 +448,12 @@ def start_render(store: Store, folder_id: int, folder_text: str, payload: dict, 
             "UPDATE folders SET state = 'rendering', error = NULL, warnings = ?, updated = ? WHERE id = ?",
             (json.dumps(warnings), now, folder_id),
         )
+        # A render still queued for this folder follows an older plan: after a restart the folder
+        # is planned again and its interrupted render (requeued) would run as well, once per crash.
+        conn.execute(
+            "UPDATE jobs SET state = 'failed', error = 'superseded by a newer plan', finished = ? WHERE folder_id = ? AND kind = 'render' AND state = 'queued'",
+            (now, folder_id),
+        )
         return conn.execute(
             "INSERT INTO jobs (kind, state, folder_id, path, priority, created, payload) VALUES ('render', 'queued', ?, ?, ?, ?, ?)",
             (folder_id, folder_text, WAITING_PRIORITY + 10, now, msgpack.packb(payload, use_bin_type=True)),
