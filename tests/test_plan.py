@@ -109,6 +109,21 @@ def test_starts_on_a_downbeat_after_the_quiet_intro():
     assert no_intro.music_offset == 0.23 and no_intro.first_beat == 0
 
 
+def test_a_long_intro_is_used_when_the_music_is_otherwise_too_short():
+    # 40 s of music with a 16 s intro: a 30 s preview starts inside the intro, on a downbeat,
+    # as late as the duration allows.
+    track = music(duration=40.0, intro_bars=8)
+    f = track[1]
+    edit = plan(track=track, duration=30.0)
+    assert edit.music_offset < f["intro_end"]
+    assert edit.music_offset in f["downbeats"]
+    assert edit.music_offset + 30.0 <= 40.0 + 2.0
+    assert abs(edit.duration - 30.0) <= 2.0 + 1e-6
+    assert not edit.warnings
+    # With room to spare, the intro is skipped.
+    assert plan(track=track, duration=20.0).music_offset >= f["intro_end"]
+
+
 def test_ends_on_a_phrase_within_a_bar_with_a_fade_over_the_last_bar():
     track = music(bpm=120.0)
     bar = 2.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -341,3 +342,38 @@ def test_preview_folder_one_shot(media, tmp_path):
     assert edit.seed == 4 and edit.style == "energetic"
     assert set(outputs) == {"preview", "edl_json", "otio", "edl", "storyboard"}
     assert all(p.is_file() for p in outputs.values())
+
+
+def test_end_to_end_with_the_real_analysis(tmp_path):
+    """Generated media -> analyze_path -> plan -> render -> exports, checked against the
+    analysis (beats, scenes) and against the generators' truth (cuts)."""
+    from montaged.analysis import analyze_path
+
+    folder = tmp_path / "trip"
+    folder.mkdir()
+    truths = {f"c{i}.mp4": make_clip(str(folder / f"c{i}.mp4"), duration=4.0, seed=i + 1, fps=25 if i == 1 else 30)
+              for i in range(3)}
+    make_track(str(folder / "song.m4a"), bpm=123.0, duration=12.0, seed=3)
+    (folder / "montage.toml").write_text('title = "Trip"\nduration = 8\n')
+    analysed = {}
+
+    def analyze(path):
+        analysed[Path(path)] = analyze_path(path)
+        return analysed[Path(path)]
+
+    edit, outputs = preview_folder(folder, tmp_path / "out", settings(render_processes=0), analyze=analyze)
+    music = analysed[folder / "song.m4a"].features
+    assert abs(edit.duration - 8.0) <= 60 / 123.0 * 4 + 1e-6
+    for cut in edit.cuts:
+        assert abs(music["beats"][edit.first_beat + cut.beat] - edit.music_offset - cut.record_in) <= 1 / FPS
+        scene = analysed[folder / cut.source].features["scenes"][cut.scene]
+        assert scene["start"] - 1e-6 <= cut.source_in and cut.source_out <= scene["end"] + 1e-6
+        # The analysis found the true cuts, so the segment also stays inside a true shot.
+        truth = truths[cut.source]
+        cut_times = [0.0, *truth.cut_times, truth.duration]
+        shot = max(i for i, t in enumerate(cut_times) if t <= cut.source_in + 1e-6)
+        assert cut.source_out <= cut_times[shot + 1] + 1e-6
+    info = probe_output(outputs["preview"])
+    assert info["frames"] == round(edit.duration * FPS)
+    assert abs(info["audio_duration"] - info["video_duration"]) <= 0.05
+    assert json.loads(outputs["edl_json"].read_text())["title"] == "Trip"

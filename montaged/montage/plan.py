@@ -241,14 +241,21 @@ def _energy_between(music: _Music, a: float, b: float) -> float:
 def _start_and_end(music: _Music, duration: float, warnings: list[str]) -> tuple[int, int]:
     """Beat indices of the first and the last beat of the preview."""
     beats = music.beats
-    # Start on the first downbeat at or after the end of the quiet intro.
+    limit = min(music.duration, float(beats[-1]))
+    # Start on the first downbeat at or after the end of the quiet intro...
     downs = music.downbeats[music.downbeats >= music.intro_end - 1e-3]
     start_t = float(downs[0]) if len(downs) else float(beats[0])
+    if limit - start_t < duration and music.intro_end > 0:
+        # ...unless the rest of the music is too short for the preview: then start as late as
+        # the duration allows (still on a downbeat), using part of the intro.
+        earlier = music.downbeats[music.downbeats <= start_t + 1e-6]
+        fits = earlier[earlier <= limit - duration + 1e-6]
+        if len(earlier):
+            start_t = float(fits[-1]) if len(fits) else float(earlier[0])
     k0 = _nearest_beat(beats, start_t)
     t0 = float(beats[k0])
     period = float(np.median(np.diff(beats)))
     bar = period * music.bpb
-    limit = min(music.duration, float(beats[-1]))
     target = t0 + duration
     if target > limit + 1e-6:
         warnings.append(f"the music after its intro lasts {limit - t0:.1f} s: the preview is shorter than the "
