@@ -33,9 +33,10 @@ Either way the above-threshold frames go through PySceneDetect's ``FlashFilter``
 Features (``Analysis.features``), scores all 0..1:
 
 - ``motion``: per frame, the compressed size of the frame divided by the size of the intra
-  frames around it (how much of the picture had to be sent again), smoothed over 0.3 s and
-  mapped by ``min(1, ratio / MOTION_FULL_SCALE)``: a locked-off shot is near 0, a fast handheld
-  pan 0.5 or more. A scene's ``motion`` is the mean over its frames.
+  frames around it (the share of the picture that had to be sent again), smoothed over 0.3 s
+  and log-scaled: ``log10(ratio / 0.005) / 2`` clipped, so 0.005 (a locked-off shot) -> 0,
+  0.05 -> 0.5, 0.5 -> 1. Compressed bits also pay for sensor noise, so a noisy static shot
+  scores above a clean one. A scene's ``motion`` is the mean over its frames.
 - ``sharpness``: variance of the 4-neighbour Laplacian of luma at 512 pixels wide (of the
   scene's decoded frames), as ``log10(1 + var) / 3.5`` clipped: 10 -> 0.30 (soft),
   100 -> 0.57, 1000 -> 0.86 (crisp).
@@ -82,7 +83,8 @@ MIN_SCENE_LEN = 15  # frames, ContentDetector default
 PROXY_MARGIN = 12.0
 ANCHOR_SPACING = 2.0  # seconds between anchors where nothing happens
 SPIKE_RATIO = 1.5  # P frame size / median of the previous SPIKE_WINDOW P frames ...
-SPIKE_INTRA_FRACTION = 0.2  # ... and / the size of the intra frames around it
+SPIKE_INTRA_FRACTION = 0.2  # ... and / the size of the intra frames around it,
+SPIKE_STRONG = 3.0  # ... unless the jump alone is this large (VP9 codes cuts from golden frames)
 SPIKE_WINDOW = 2
 # Neighbouring anchors whose 16x9 block colours differ less than this are the same shot even if
 # their pixels differ a lot (a pan moves every pixel, not the colours of the regions).
@@ -90,7 +92,11 @@ COARSE_GATE = 20.0
 FULL_BELOW_FRAMES = 360  # shorter files are simply decoded in full
 FULL_IF_FRACTION = 0.5  # sparse is abandoned when it would decode this share of the frames
 INTRA_COST = 4.0  # decoding an intra picture costs about this many predicted ones
-MOTION_FULL_SCALE = 0.6
+# Motion = log10(ratio / MOTION_FLOOR) / log10(MOTION_CEIL / MOTION_FLOOR), clipped to 0..1,
+# where ratio = predicted frame size / intra frame size: 0.005 (a locked-off shot) -> 0,
+# 0.05 -> 0.5, 0.5 (half the picture re-sent every frame) -> 1.
+MOTION_FLOOR = 0.005
+MOTION_CEIL = 0.5
 BEST_WINDOW = 2.0
 SHARP_WIDTH = 512
 FEATURE_SPACING = 0.5  # seconds between frames kept for features in full mode
@@ -209,7 +215,8 @@ def size_spikes(index: mv.PacketIndex) -> np.ndarray:
     s = size[sel]
     before = _median_of_previous(s, SPIKE_WINDOW)
     with np.errstate(invalid="ignore"):
-        hit = (s >= SPIKE_RATIO * before) & (s >= SPIKE_INTRA_FRACTION * intra_ref[sel])
+        hit = ((s >= SPIKE_RATIO * before) & (s >= SPIKE_INTRA_FRACTION * intra_ref[sel])) | (
+            s >= SPIKE_STRONG * before)
     hit &= ~np.isnan(before)
     return sel[hit].astype(np.int64)
 
@@ -466,14 +473,19 @@ def anchor_schedule(index: mv.PacketIndex, windows: np.ndarray, spacing: float) 
 def sparse_estimate(index: mv.PacketIndex, windows: np.ndarray) -> float:
     """Rough decode cost of the sparse strategy, in predicted-frame units (for choosing)."""
     anchors = anchor_schedule(index, windows, ANCHOR_SPACING)
-    keys = index.keyframes
     cost = INTRA_COST * len(anchors)
-    # Windows that cannot be settled from anchors (ambiguous position) are decoded from their
-    # keyframe: count the frames from the keyframe to the window's end.
-    ambiguous = windows[windows[:, 0] < windows[:, 1]] if len(windows) else windows
-    if len(ambiguous):
-        start = keys[np.maximum(np.searchsorted(keys, ambiguous[:, 0], side="right") - 1, 0)]
-        cost += float(np.sum(ambiguous[:, 1] - start + 1))
+    if len(windows) == 0:
+        return cost
+    # Windows that cannot be settled from anchors (several between the same two intra frames,
+    # or an ambiguous position) are decoded from their keyframe.
+    intra = np.flatnonzero(index.intra)
+    bucket = np.searchsorted(intra, windows[:, 1], side="left")
+    _, inverse, counts = np.unique(bucket, return_inverse=True, return_counts=True)
+    exact = (windows[:, 0] < windows[:, 1]) | (counts[inverse] > 1)
+    if np.any(exact):
+        keys = index.keyframes
+        start = keys[np.maximum(np.searchsorted(keys, windows[exact, 0], side="right") - 1, 0)]
+        cost += float(np.sum(windows[exact, 1] - start + 1))
     return cost
 
 
@@ -596,7 +608,8 @@ def motion_series(index: mv.PacketIndex, fps: float) -> np.ndarray:
     win = max(1, int(round(0.3 * (fps or 30.0))))
     padded = np.pad(ratio, (win // 2, win - 1 - win // 2), mode="edge")
     smooth = np.convolve(padded, np.ones(win) / win, mode="valid")
-    return np.clip(smooth / MOTION_FULL_SCALE, 0.0, 1.0).astype(np.float32)
+    scaled = np.log10(np.maximum(smooth, 1e-6) / MOTION_FLOOR) / np.log10(MOTION_CEIL / MOTION_FLOOR)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
 def picture_features(bgrp: np.ndarray, hsv: np.ndarray) -> dict:

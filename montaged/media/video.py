@@ -31,6 +31,7 @@ from fractions import Fraction
 from typing import Iterable
 
 import av
+import av.logging
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
@@ -258,6 +259,42 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# Decoder errors
+
+
+class _DecodeErrors:
+    """Counts what the decoder reports while it conceals damage.
+
+    FFmpeg's decoders repair a damaged slice from its neighbours and carry on without an error
+    code; they only *log* "error while decoding MB ...". FFmpeg's log is captured (PyAV routes
+    it only when a level is set, so one is set for the duration) and each such line counts as a
+    damaged frame, plus every packet the decoder refused outright.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._capture = None
+        self._level = None
+
+    def __enter__(self) -> "_DecodeErrors":
+        self._level = av.logging.get_level()
+        if self._level is None or self._level < av.logging.ERROR:
+            av.logging.set_level(av.logging.ERROR)
+        self._capture = av.logging.Capture(local=False)
+        self._capture.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._capture.__exit__(*exc)
+        av.logging.set_level(self._level)
+        lines = [m for lvl, _name, m in self._capture.logs if lvl <= av.logging.ERROR]
+        damaged = sum(1 for m in lines if "error while decoding" in m)
+        self.count += damaged if damaged else (1 if lines else 0)
+        for m in lines[:5]:
+            log.debug("decoder: %s", m.strip())
+
+
+# --------------------------------------------------------------------------------------------
 # The file
 
 
@@ -439,11 +476,13 @@ class VideoFile:
         errors = [0]
         got: dict[int, av.VideoFrame] = {}
         order = sorted(packets, key=lambda p: index.decode_order[want_pts[p]])
-        for p in order:
-            for frame in self._decode(ctx, packets[p], errors):
+        with _DecodeErrors() as damage:
+            for p in order:
+                for frame in self._decode(ctx, packets[p], errors):
+                    got.setdefault(frame.pts, frame)
+            for frame in self._decode(ctx, None, errors):
                 got.setdefault(frame.pts, frame)
-        for frame in self._decode(ctx, None, errors):
-            got.setdefault(frame.pts, frame)
+        errors[0] += damage.count
         found = [i for i in wanted if int(index.pts[i]) in got]
         images = [self._convert(got[int(index.pts[i])], size, fmt) for i in found]
         extras = {name: [self._convert(got[int(index.pts[i])], esize, efmt) for i in found]
@@ -478,14 +517,16 @@ class VideoFile:
                 if frame.pts in want_pts and frame.pts not in got:
                     got[frame.pts] = self._convert(frame, size, fmt)
 
-        for packet in self._packets_from(int(index.pts[start_key])):
-            take(self._decode(ctx, packet, errors))
-            if len(got) == len(want_pts):
-                break
-            j = position.get(packet.pts if packet.pts is not None else packet.dts)
-            if j is not None and index.decode_order[j] >= stop_after:
-                break
-        take(self._decode(ctx, None, errors))
+        with _DecodeErrors() as damage:
+            for packet in self._packets_from(int(index.pts[start_key])):
+                take(self._decode(ctx, packet, errors))
+                if len(got) == len(want_pts):
+                    break
+                j = position.get(packet.pts if packet.pts is not None else packet.dts)
+                if j is not None and index.decode_order[j] >= stop_after:
+                    break
+            take(self._decode(ctx, None, errors))
+        errors[0] += damage.count
         found = sorted(want_pts[p] for p in got)
         images = [got[int(index.pts[i])] for i in found]
         return Decoded(np.asarray(found, dtype=np.int64), _stack(images), errors[0])
@@ -510,9 +551,12 @@ class VideoFile:
                     other = self._convert(frame, extra[0], extra[1])
                 yield frame.pts, self._convert(frame, size, fmt), other
 
-        for packet in self._packets_from(int(index.pts[first_key])):
-            yield from out(self._decode(ctx, packet, errors))
-        yield from out(self._decode(ctx, None, errors))
+        damage = _DecodeErrors()
+        with damage:
+            for packet in self._packets_from(int(index.pts[first_key])):
+                yield from out(self._decode(ctx, packet, errors))
+            yield from out(self._decode(ctx, None, errors))
+        errors[0] += damage.count
 
 
 def _ends_early(stream, pts: list[int], tb: Fraction) -> bool:

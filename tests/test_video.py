@@ -1,0 +1,318 @@
+"""Video analysis on real encoded clips: exact cut frames, agreement with PySceneDetect, the
+metric itself, timestamps, orientation and damaged files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scenedetect import ContentDetector, FrameTimecode, detect
+from scenedetect.detector import FlashFilter
+
+from montaged.analysis import analyze_path
+from montaged.analysis import video as va
+from montaged.errors import MediaError
+from montaged.media import probe
+from montaged.media import video as mv
+from montaged.synth.video import make_clip
+
+
+def cuts_of(analysis) -> list[int]:
+    return [s["start_frame"] for s in analysis.features["scenes"][1:]]
+
+
+def analyse(path, strategy="auto", progress=None):
+    return va.analyze_video(str(path), probe(str(path)), progress or (lambda f: None), strategy=strategy)
+
+
+def pyscenedetect_cuts(path) -> list[int]:
+    return [int(s.frame_num) for s, _ in detect(str(path), ContentDetector())[1:]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The metric, against OpenCV and PySceneDetect's own code
+
+
+def test_hsv_is_bit_exact_with_opencv():
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, (4, 60, 70, 3), dtype=np.uint8)
+    bgr[0, :10] = bgr[0, :10, :, :1]  # greys: S = 0, H = 0
+    bgr[1, :5, :, :] = 0  # black: V = 0
+    ours = va.hsv_planes(np.ascontiguousarray(bgr.transpose(0, 3, 1, 2)))
+    for i in range(len(bgr)):
+        ref = cv2.cvtColor(bgr[i], cv2.COLOR_BGR2HSV)
+        assert np.array_equal(ours[i].reshape(3, 60, 70), ref.transpose(2, 0, 1))
+
+
+def test_content_score_matches_content_detector():
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, (36, 64, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-60, 60, a.shape), 0, 255).astype(np.uint8)
+    det = ContentDetector()
+    det._calculate_frame_score(FrameTimecode(0, 30.0), a)
+    expected = det._calculate_frame_score(FrameTimecode(1, 30.0), b)
+    hsv = va.hsv_planes(np.stack([a, b]).transpose(0, 3, 1, 2).copy())
+    assert va.content_scores(hsv[:1], hsv[1:])[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_small_size_is_pyscenedetects_downscale():
+    assert mv.small_size(1920, 1080) == (256, 144)
+    assert mv.small_size(1080, 1920) == (144, 256)
+    assert mv.small_size(320, 180) == (256, 144)
+    assert mv.small_size(200, 100) == (200, 100)
+
+
+def _reference_flash_filter(above: set[int], n: int, length: int = 15) -> list[int]:
+    """PySceneDetect's FlashFilter fed every frame, as ContentDetector does."""
+    flt = FlashFilter(mode=FlashFilter.Mode.MERGE, length=length)
+    cuts = []
+    for i in range(n):
+        cuts += [int(t.frame_num) for t in flt.filter(FrameTimecode(i, 30.0), i in above)]
+    return cuts
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.sets(st.integers(1, 199), max_size=40), st.integers(2, 200))
+def test_flash_filter_matches_pyscenedetect(above, n):
+    assert va.flash_filter_merge(sorted(above), n) == _reference_flash_filter(above, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact cuts on encoded clips, every GOP layout, both strategies, and PySceneDetect agreement
+
+LAYOUTS = {
+    # name: make_clip arguments
+    "gop30-cuts-on-keyframes": dict(duration=3.0, gop=30),  # cuts 30 and 60 = regular keyframes
+    "gop30-mid-gop": dict(duration=4.0, gop=30, cuts=[37, 75]),
+    "gop30-after-keyframe": dict(duration=4.0, gop=30, cuts=[31, 91], scenecut=False),
+    "gop30-before-keyframe": dict(duration=4.0, gop=30, cuts=[29, 89], scenecut=False),
+    "gop250-three-cuts-one-gop": dict(duration=6.0, gop=250, cuts=[40, 100, 160], scenecut=False),
+    "gop250-cut-and-back": dict(duration=5.0, gop=250, cuts=[60, 90], looks=[0, 1, 0], scenecut=False),
+    "gop250-scenecut": dict(duration=6.0, gop=250, cuts=[45, 80, 150]),
+    "no-cut": dict(duration=3.0, gop=30, cuts=[]),
+    "no-bframes": dict(duration=4.0, gop=60, cuts=[50, 83], bframes=False, scenecut=False),
+    "noisy": dict(duration=4.0, gop=30, cuts=[44, 97], noise=0.03, scenecut=False),
+}
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("layouts")
+    clips = {}
+    for i, (name, kw) in enumerate(LAYOUTS.items()):
+        clips[name] = make_clip(d / f"{name}.mp4", seed=i, **kw)
+    return clips
+
+
+@pytest.mark.parametrize("strategy", ["sparse", "full"])
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_exact_cut_frames(layouts, name, strategy):
+    truth = layouts[name]
+    analysis = analyse(truth.path, strategy)
+    assert cuts_of(analysis) == truth.cut_frames
+    scenes = analysis.features["scenes"]
+    assert scenes[0]["start_frame"] == 0 and scenes[-1]["end_frame"] == truth.n_frames
+    for a, b in zip(scenes, scenes[1:]):
+        assert a["end_frame"] == b["start_frame"] and a["end"] == b["start"]
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_agrees_with_pyscenedetect(layouts, name):
+    truth = layouts[name]
+    assert cuts_of(analyse(truth.path)) == pyscenedetect_cuts(truth.path)
+
+
+def test_layouts_really_have_the_gop_structure_they_claim(layouts):
+    """Guard against the fixtures silently testing something easier."""
+    idx = mv.scan_packets(layouts["gop30-cuts-on-keyframes"].path)
+    assert {30, 60} <= set(idx.keyframes.tolist())
+    idx = mv.scan_packets(layouts["gop250-three-cuts-one-gop"].path)
+    assert idx.keyframes.tolist() == [0]  # one GOP holds all three cuts
+    idx = mv.scan_packets(layouts["gop250-cut-and-back"].path)
+    assert idx.keyframes.tolist() == [0]
+    idx = mv.scan_packets(layouts["gop30-before-keyframe"].path)
+    assert {30, 90} <= set(idx.keyframes.tolist()) and 29 not in idx.keyframes
+    idx = mv.scan_packets(layouts["no-bframes"].path)
+    assert not np.any(idx.ptype == mv.B_FRAME)
+
+
+def test_sparse_decodes_a_fraction_of_a_long_gop_file(tmp_path):
+    # 40 s with a 1 s GOP: the sparse path must not decode everything.
+    truth = make_clip(tmp_path / "long.mp4", duration=40.0, fps=10, size=(160, 90), gop=10,
+                      cuts=[55, 130, 260, 333], scenecut=True)
+    analysis = analyse(truth.path, "sparse")
+    assert cuts_of(analysis) == truth.cut_frames
+    assert len(analysis.arrays["decoded_frames"]) < 0.5 * truth.n_frames
+
+
+# ---------------------------------------------------------------------------------------------
+# Codecs and containers
+
+
+@pytest.mark.parametrize("ext,codec", [("webm", "vp9"), ("mp4", "hevc"), ("mkv", "libx264"),
+                                       ("mov", "mpeg4")])
+def test_codecs_and_containers(tmp_path, ext, codec):
+    truth = make_clip(tmp_path / f"clip.{ext}", duration=3.0, codec=codec, cuts=[25, 61], gop=45)
+    for strategy in ("sparse", "full"):
+        analysis = analyse(truth.path, strategy)
+        assert cuts_of(analysis) == truth.cut_frames, strategy
+    assert analysis.features["codec"] == {"libx264": "h264", "mpeg4": "mpeg4"}.get(codec, codec)
+
+
+def test_picture_types_are_parsed(tmp_path):
+    truth = make_clip(tmp_path / "types.mp4", duration=2.0, gop=30, cuts=[20])
+    idx = mv.scan_packets(truth.path)
+    assert set(np.unique(idx.ptype).tolist()) == {mv.I_FRAME, mv.P_FRAME, mv.B_FRAME}
+    assert idx.ptype[20] == mv.I_FRAME  # x264 put an I picture on the cut
+    hevc = make_clip(tmp_path / "types.mkv", duration=2.0, gop=30, cuts=[20], codec="hevc")
+    idx = mv.scan_packets(hevc.path)
+    assert idx.ptype[0] == mv.I_FRAME and mv.B_FRAME in idx.ptype and mv.P_FRAME in idx.ptype
+
+
+# ---------------------------------------------------------------------------------------------
+# Time: VFR, start offsets, rotation
+
+
+def test_vfr_scene_times_come_from_pts(tmp_path):
+    truth = make_clip(tmp_path / "vfr.mp4", duration=4.0, vfr=True, cuts=[40, 80])
+    analysis = analyse(truth.path)
+    assert cuts_of(analysis) == truth.cut_frames
+    t0 = truth.frame_times[0]
+    for scene, cut in zip(analysis.features["scenes"][1:], truth.cut_frames):
+        assert scene["start"] == pytest.approx(truth.frame_times[cut] - t0, abs=1e-6)
+        # ...which is not what frame index x nominal fps would say
+        assert abs(scene["start"] - cut / 30.0) > 0.01
+    times = analysis.arrays["frame_times"]
+    assert np.allclose(times, np.array(truth.frame_times) - t0)
+    assert analysis.features["vfr"] is True
+
+
+def test_non_zero_start_time(tmp_path):
+    truth = make_clip(tmp_path / "late.mkv", duration=3.0, start_time=1.5, cuts=[40])
+    analysis = analyse(truth.path)
+    f = analysis.features
+    assert f["start_time"] == pytest.approx(1.5, abs=0.002)
+    assert f["scenes"][0]["start"] == 0.0
+    assert f["scenes"][1]["start"] == pytest.approx(truth.frame_times[40] - truth.frame_times[0], abs=1e-6)
+    assert f["duration"] == pytest.approx(3.0, abs=0.05)
+
+
+def test_rotation_and_portrait(tmp_path):
+    truth = make_clip(tmp_path / "phone.mp4", duration=3.0, rotation=90, cuts=[45])
+    analysis = analyse(truth.path)
+    f = analysis.features
+    assert (f["rotation"], f["display_width"], f["display_height"]) == (90, 180, 320)
+    assert cuts_of(analysis) == [45]
+    portrait = make_clip(tmp_path / "portrait.mp4", duration=3.0, size=(180, 320), cuts=[45])
+    assert cuts_of(analyse(portrait.path)) == pyscenedetect_cuts(portrait.path) == [45]
+
+
+def test_non_square_pixels(tmp_path):
+    truth = make_clip(tmp_path / "anamorphic.mp4", duration=2.0, sar=(4, 3), cuts=[30])
+    f = analyse(truth.path).features
+    assert f["sar"] == pytest.approx(4 / 3) and f["display_width"] == 427
+    assert [s["start_frame"] for s in f["scenes"]] == [0, 30]
+
+
+# ---------------------------------------------------------------------------------------------
+# Features and arrays
+
+
+def test_features_shape_and_ranges(tmp_path):
+    truth = make_clip(tmp_path / "f.mp4", duration=4.0, cuts=[50, 80], audio=True)
+    analysis = analyze_path(truth.path)
+    f = analysis.features
+    assert analysis.kind == f["kind"] == "video"
+    json.dumps(f)  # plain data
+    assert f["has_audio"] is True and f["frames"] == truth.n_frames
+    assert f["truncated"] is False and f["corrupt_frames"] == 0
+    for s in f["scenes"]:
+        for key in ("motion", "sharpness", "brightness", "contrast", "colorfulness"):
+            assert 0.0 <= s[key] <= 1.0, key
+        assert len(s["signature"]) == 16 and sum(s["signature"]) == pytest.approx(1.0, abs=1e-3)
+        assert s["start"] <= s["best_in"] < s["end"]
+    a = analysis.arrays
+    n = truth.n_frames
+    assert a["frame_times"].dtype == np.float64 and len(a["frame_times"]) == n
+    assert a["motion"].dtype == np.float32 and len(a["motion"]) == n
+    assert a["packet_sizes"].dtype == np.int32 and len(a["packet_sizes"]) == n
+    assert a["keyframe_times"][0] == 0.0
+    assert len(a["score_frames"]) == len(a["scores"])
+    assert np.all(a["scores"][np.isin(a["score_frames"], truth.cut_frames)] >= va.THRESHOLD)
+
+
+def test_brightness_follows_the_looks(tmp_path):
+    # Looks alternate bright (even) and dark (odd): scene brightness must follow.
+    truth = make_clip(tmp_path / "b.mp4", duration=3.0, cuts=[30, 60])
+    scenes = analyse(truth.path).features["scenes"]
+    assert scenes[0]["brightness"] > scenes[1]["brightness"] + 0.2
+    assert scenes[2]["brightness"] > scenes[1]["brightness"] + 0.2
+
+
+def test_motion_separates_still_from_panning(tmp_path):
+    still = make_clip(tmp_path / "still.mp4", duration=3.0, cuts=[], motion="none", noise=0.0)
+    pan = make_clip(tmp_path / "pan.mp4", duration=3.0, cuts=[], motion="pan", noise=0.0)
+    m_still = analyse(still.path).features["scenes"][0]["motion"]
+    m_pan = analyse(pan.path).features["scenes"][0]["motion"]
+    assert m_still < 0.1 < m_pan
+
+
+def test_sharpness_drops_when_detail_is_blurred():
+    sharp_gray = np.random.default_rng(0).integers(0, 256, (1, 90, 160)).astype(np.uint8)
+    blurred = cv2.GaussianBlur(sharp_gray[0], (9, 9), 3)[None]
+    assert va.sharpness(sharp_gray) > va.sharpness(blurred) + 0.2
+
+
+def test_best_window_finds_the_burst():
+    times = np.arange(300) / 30.0
+    motion = np.full(300, 0.1, np.float32)
+    motion[150:210] = 0.9
+    assert va.best_window(times, motion, 0, 300, 2.0) == pytest.approx(5.0, abs=0.05)
+
+
+def test_progress_is_reported_up_to_one(tmp_path):
+    truth = make_clip(tmp_path / "p.mp4", duration=2.0)
+    seen = []
+    analyse(truth.path, progress=seen.append)
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) >= 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged files
+
+
+def test_truncated_file_analyses_the_decodable_part(tmp_path):
+    truth = make_clip(tmp_path / "full.mp4", duration=4.0, cuts=[30, 80], faststart=True)
+    data = (tmp_path / "full.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: int(len(data) * 0.55)])
+    for strategy in ("sparse", "full"):
+        f = analyse(tmp_path / "cut.mp4", strategy).features
+        assert f["truncated"] is True
+        assert 40 < f["frames"] < truth.n_frames
+        assert [s["start_frame"] for s in f["scenes"]][:2] == [0, 30]
+        assert f["scenes"][-1]["end_frame"] == f["frames"]
+
+
+def test_corrupt_bytes_mid_file(tmp_path):
+    truth = make_clip(tmp_path / "ok.mkv", duration=4.0, cuts=[30, 90], gop=15, scenecut=False)
+    data = bytearray((tmp_path / "ok.mkv").read_bytes())
+    rng = np.random.default_rng(7)
+    mid = len(data) // 2
+    data[mid:mid + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    (tmp_path / "bad.mkv").write_bytes(bytes(data))
+    f = analyse(tmp_path / "bad.mkv").features
+    assert f["frames"] > 0.6 * truth.n_frames
+    assert f["corrupt_frames"] > 0 or f["frames"] < truth.n_frames
+    assert [s["start_frame"] for s in f["scenes"]][:2] == [0, 30]
+
+
+def test_not_media_is_refused_by_analyze_path(tmp_path):
+    p = tmp_path / "junk.mp4"
+    p.write_bytes(os.urandom(50_000))
+    with pytest.raises(MediaError, match="not a media file: junk.mp4"):
+        analyze_path(str(p))
