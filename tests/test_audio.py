@@ -496,3 +496,21 @@ def test_header_without_audio_is_unreadable(tmp_path, ext):
     bad.write_bytes(data[:2000] + noise)
     with pytest.raises(MediaError, match=f"unreadable audio: bad.{ext}"):
         decode_audio(str(bad), exact=False)
+
+
+def test_unsigned_8bit_wav_is_centred(tmp_path):
+    """pcm_u8 stores silence as 128: the decoder must remove that offset before scaling."""
+    path = str(tmp_path / "u8.wav")
+    x = (0.5 * np.sin(np.arange(44100) / 20.0)).astype(np.float32)
+    with av.open(path, "w", format="wav") as out:
+        stream = out.add_stream("pcm_u8", rate=44100, layout="mono")
+        frame = av.AudioFrame.from_ndarray(((x[None, :] + 1.0) * 127.5).astype(np.uint8), format="u8", layout="mono")
+        frame.sample_rate, frame.pts = 44100, 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    for exact in (False, True):
+        y, rate = decode_audio(path, exact=exact)
+        assert rate == 22050 and len(y) == 22050
+        assert abs(float(y.mean())) < 0.02
+        ref = (x[0::2] + x[1::2]) / 2
+        assert np.corrcoef(y[100:-100], ref[100:-100])[0, 1] > 0.99

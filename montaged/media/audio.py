@@ -292,9 +292,13 @@ class _NumpySink:
         self._pos = pos + n
         if planar:
             planes = frame.planes
-            np.copyto(seg, np.frombuffer(planes[keep[0]], dtype, n), casting="unsafe")
-            for i in keep[1:]:
-                seg += np.frombuffer(planes[i], dtype, n)
+            if len(keep) >= 2:
+                np.add(np.frombuffer(planes[keep[0]], dtype, n), np.frombuffer(planes[keep[1]], dtype, n),
+                       out=seg, casting="unsafe")
+                for i in keep[2:]:
+                    seg += np.frombuffer(planes[i], dtype, n)
+            else:
+                np.copyto(seg, np.frombuffer(planes[keep[0]], dtype, n), casting="unsafe")
         else:
             data = np.frombuffer(frame.planes[0], dtype, n * nch).reshape(n, nch)
             np.copyto(seg, data[:, keep[0]], casting="unsafe")
@@ -309,16 +313,27 @@ class _NumpySink:
         self._segment(n)[:] = bias * len(keep)
 
     def finish(self) -> np.ndarray:
-        self._scale_pending()
-        x = self._buf[: self._pos]
         k = self.factor
-        if k == 1:
-            return x.copy() if len(self._buf) > 2 * self._pos else x
+        if self._seg == 0 and self._kind is not None:
+            # One format throughout (the normal case): fold the scaling into the decimation
+            # instead of an extra pass over the full-rate samples.
+            _f, _l, _d, bias, scale, _p, _n, keep = self._kind
+            offset, gain = bias * len(keep) * k, scale / (len(keep) * k)
+        else:
+            self._scale_pending()
+            offset, gain = 0.0, 1.0 / k
+        x = self._buf[: self._pos]
         # Box filter then keep every k-th sample: a crude anti-alias filter, but onset detection
         # only needs band energies and their changes, and it costs one strided pass per phase.
         m = len(x) // k * k
-        mono = x[0:m:k].copy()
-        for i in range(1, k):
-            mono += x[i:m:k]
-        mono *= 1.0 / k
+        if k == 1:
+            mono = x.copy() if len(self._buf) > 2 * self._pos else x
+        else:
+            mono = np.add(x[0:m:k], x[1:m:k])
+            for i in range(2, k):
+                mono += x[i:m:k]
+        if offset:
+            mono -= offset
+        if gain != 1.0:
+            mono *= gain
         return mono
