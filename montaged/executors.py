@@ -148,7 +148,19 @@ class LocalExecutor:
 
     def submit(self, job, pool: str, fn: Callable, *args) -> None:
         executor = self._pool(pool)
-        future = executor.submit(_run, job.id, fn, args)
+        try:
+            future = executor.submit(_run, job.id, fn, args)
+        except BrokenProcessPool:
+            # A worker died since the last poll(). The job it ran is blamed when its future
+            # fails (poll() then rebuilds the pool); this one never started: a cancelled future
+            # hands it back uncharged. With nothing running to fail, an idle worker died:
+            # nobody will notice the breakage, so drop the pool now.
+            if not any(r.pool == pool for r in self._running.values()):
+                self._pools[pool] = None
+                executor.shutdown(wait=False, cancel_futures=True)
+                self.pool_rebuilds += 1
+            future = Future()
+            future.cancel()
         self._workers[pool].update(getattr(executor, "_processes", None) or {})
         self._running[job.id] = _Running(job, future, pool)
 
