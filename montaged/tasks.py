@@ -14,7 +14,8 @@ from montaged.executors import report_progress
 
 # Fault injection for the test suite, active only when MONTAGED_TEST_HOOKS=1 is in the worker's
 # environment: a file whose name starts with one of these makes the worker misbehave on purpose.
-TEST_HOOKS = {"__exit__": "os._exit", "__hang__": "hang", "__segv__": "SIGSEGV", "__kill__": "SIGKILL"}
+TEST_HOOKS = {"__exit__": "os._exit", "__hang__": "hang", "__segv__": "SIGSEGV", "__kill__": "SIGKILL", "__oom__": "MemoryError"}
+OOM_HOOK_CAP = 4 << 30  # the __oom__ hook never takes more than this, limit or not
 
 
 def _test_hook(path: str) -> None:
@@ -35,6 +36,16 @@ def _test_hook(path: str) -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+    if name.startswith("__oom__"):
+        # Allocate until the worker's address-space limit (workers.memory_limit_mb) refuses, as
+        # a decoder fed a huge frame size would (numpy's MemoryError). Pages are not touched:
+        # RLIMIT_AS refuses the mapping itself, and without a limit nothing real is used.
+        import numpy as np
+
+        hog = []
+        while len(hog) * (64 << 20) < OOM_HOOK_CAP:
+            hog.append(np.empty(64 << 20, dtype=np.uint8))
+        raise RuntimeError("the __oom__ test hook took 4 GiB without hitting a memory limit")
 
 
 def analyze_task(path: str) -> Analysis:
