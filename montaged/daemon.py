@@ -137,6 +137,10 @@ class Daemon:
             self._graceful_stop()
         finally:
             self.close()
+        # Stopped cleanly: a late second SIGTERM during interpreter teardown (which restores the
+        # default handler) must not turn exit 0 into "killed by SIGTERM".
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         log.info("montaged stopped")
         return 0
 

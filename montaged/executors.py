@@ -45,7 +45,8 @@ class _Running:
     job: Any
     future: Future
     pool: str
-    started: float = field(default_factory=time.monotonic)
+    submitted: float = field(default_factory=time.monotonic)
+    started: float | None = None  # when the worker said it began: timeouts count from here
     pid: int | None = None
     killed_reason: str | None = None
 
@@ -182,22 +183,24 @@ class LocalExecutor:
             if run is None:
                 continue
             if kind == "start":
-                run.pid = pid
+                run.pid, run.started = pid, time.monotonic()
             else:
                 changed[job_id] = fraction
         self.progress.update(changed)
         return changed
 
     def elapsed(self, job_id: int) -> float:
+        """Seconds the job has been running in its worker (0 until it started: a worker being
+        spawned on a loaded machine must not eat into the job's timeout)."""
         run = self._running.get(job_id)
-        return time.monotonic() - run.started if run else 0.0
+        return time.monotonic() - run.started if run and run.started is not None else 0.0
 
     def kill(self, job_id: int, reason: str) -> None:
         """Stop a job now (its timeout ran out): kill its worker; the pool breaks and is rebuilt."""
         self.drain_progress()
         run = self._running.get(job_id)
-        if run is None:
-            return
+        if run is None or run.killed_reason:
+            return  # already being killed: its outcome arrives with the next poll
         run.killed_reason = reason
         if run.pid:
             try:

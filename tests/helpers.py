@@ -121,6 +121,15 @@ class DaemonProcess:
         finally:
             self._kill_group()
 
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the daemon to exit on its own; on timeout dump its stacks (SIGABRT) and fail."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            time.sleep(1.0)
+            raise AssertionError(f"daemon did not exit within {timeout}s:\n{self.output()}") from None
+
     def kill9(self) -> None:
         """kill -9 the daemon *and* its workers, as a power cut or the OOM killer would."""
         self._kill_group()

@@ -194,13 +194,14 @@ def test_worker_that_dies_is_retried_then_quarantined_others_finish(daemon, layo
 def test_job_timeout_kills_the_worker(layout, tracks):
     cfg = write_config(layout["config"], watch=[layout["root"]], output=layout["out"], state=layout["state"],
                        extra="")
-    text = cfg.read_text().replace("job_timeout = 120", "job_timeout = 2\nmax_attempts = 1")
+    # 6 s: far beyond fine.wav's analysis, short enough for the test (the hook hangs for an hour)
+    text = cfg.read_text().replace("job_timeout = 120", "job_timeout = 6\nmax_attempts = 1")
     cfg.write_text(text)
     with DaemonProcess(cfg, layout["state"]) as d:
         shutil.copy(tracks[0], layout["root"] / "__hang__.wav")
         shutil.copy(tracks[1], layout["root"] / "fine.wav")
         bad = wait_until(lambda: d.jobs("quarantined"), 60, what="timeout")
-        assert "timed out after 2s" in bad[0]["error"]
+        assert len(bad) == 1 and "__hang__" in bad[0]["path"] and "timed out after 6s" in bad[0]["error"]
         wait_analysed(d, [layout["root"] / "fine.wav"])
 
 
@@ -276,3 +277,36 @@ def test_sighup_picks_up_a_new_watch_root(layout, tracks, tmp_path):
         wait_until(lambda: len(d.status()["daemon"]["roots"]) == 2, 20, what="second root watched")
         shutil.copy(tracks[0], second / "x.wav")
         wait_analysed(d, [second / "x.wav"])
+
+
+def test_fifty_files_copied_with_mixed_methods(daemon, layout, tmp_path):
+    """Issue 3's acceptance: 50 files copied in with mixed methods end as 50 analysed files and
+    exactly 50 analysis jobs done."""
+    from montaged.synth.music import make_track
+
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [Path(make_track(str(src / f"s{i:02d}.wav"), bpm=80 + i, duration=1.5, seed=100 + i, channels=1, sample_rate=8000).path)
+             for i in range(50)]
+    root = layout["root"]
+    (root / "rsync").mkdir()
+    for i, f in enumerate(files):
+        method = i % 5
+        dest = root / f.name
+        if method == 0:
+            subprocess.run(["cp", str(f), str(dest)], check=True)
+        elif method == 1:
+            chunked_copy(f, dest, pause=0.02, chunks=3)
+        elif method == 2:
+            shutil.copy(f, root / (f.name + ".part"))
+            os.rename(root / (f.name + ".part"), dest)
+        elif method == 3:
+            subprocess.run(["rsync", str(f), str(root / "rsync" / f.name)], check=True)
+        else:
+            shutil.move(str(f), str(dest))
+    r = wait_until(lambda: (lambda doc: doc if doc["files"]["analyzed"] == 50 else None)(daemon.status()), 180, what="50 analysed")
+    assert r["files"]["failed"] == 0 and r["files"]["quarantined"] == 0
+    done = cli("jobs", "--state", "done", "--json", config=layout["config"])
+    import json
+    assert len([j for j in json.loads(done.stdout) if j["kind"] == "analyze"]) == 50
+    assert len(daemon.jobs()) == 50

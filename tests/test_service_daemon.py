@@ -80,7 +80,7 @@ def test_notify_protocol_through_a_live_daemon(layout, tracks, tmp_path):
         # SIGTERM: STOPPING=1 and exit 0.
         d.signal(signal.SIGTERM)
         notify.wait_for("STOPPING=1", 20)
-        assert d.stop(timeout=30) == 0
+        assert d.wait_exit(30) == 0
     finally:
         d.stop()
 
