@@ -259,6 +259,23 @@ def test_in_point_at_the_most_active_window():
     assert first_peak.source_in <= 21.0 and first_peak.source_out >= 22.0
 
 
+def test_in_point_prefers_a_keyframe_when_activity_is_even():
+    clips = [clip("k.mp4", [30.0], seed=1), clip("j.mp4", [30.0], seed=2)]
+    keys = np.concatenate([[0.0], (np.arange(15) * 60 + 7) / FPS])  # the first frame, then every 2 s
+    for _, _, arrays in clips:
+        arrays["motion"] = np.full_like(arrays["motion"], 0.5)
+        arrays["keyframe_times"] = keys
+    edit = plan(clips=clips, duration=12.0)
+    for cut in edit.cuts:
+        assert np.min(np.abs(keys - cut.source_in)) < 1e-6, cut
+    # A clearly more active window still wins over a keyframe.
+    peak = [clip("p.mp4", [30.0], seed=1, motion_peak=(21.1, 22.1)), clips[1]]
+    peak[0][2]["keyframe_times"] = keys
+    edit = plan(clips=peak, duration=12.0, style="calm")
+    first = next(c for c in edit.cuts if c.source == "p.mp4")
+    assert first.source_in <= 21.1 and first.source_out >= 22.1
+
+
 def test_output_size_and_aspect():
     landscape = plenty(3)
     portrait = [clip(f"p{i}.mp4", [6.0, 6.0], rotation=90, seed=i) for i in range(3)]

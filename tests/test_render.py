@@ -70,7 +70,7 @@ def track_analysis(truth) -> Analysis:
     return Analysis("audio", features, {})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """A folder with four 4 s clips (30 fps, 25 fps, portrait phone clip, VFR with sound) and a
     10 s track at 123 BPM (beats off the frame grid), plus their features."""
@@ -119,8 +119,9 @@ def rendered(media, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     folder = media["folder"]
     edit = plan_folder(folder, settings(), media["analyses"])
-    outputs = write_outputs(edit, folder, out, settings())
-    return {"edit": edit, "outputs": outputs, "out": out}
+    progress: list[float] = []
+    outputs = write_outputs(edit, folder, out, settings(), progress=progress.append)
+    return {"edit": edit, "outputs": outputs, "out": out, "progress": progress}
 
 
 def test_render_matches_the_plan(media, rendered):
@@ -140,6 +141,9 @@ def test_render_matches_the_plan(media, rendered):
     beats = media["track"].beats
     for cut in edit.cuts:
         assert min(abs(beats - edit.music_offset - cut.record_in)) <= 1 / FPS
+    # Progress rises to 1.0 as segments finish.
+    progress = rendered["progress"]
+    assert progress[-1] == 1.0 and progress == sorted(progress) and len(progress) >= 3
     # Nothing but the outputs in the folder: temporary files are gone.
     assert sorted(p.name for p in rendered["out"].iterdir()) == sorted(
         ["preview.mp4", "preview.edl.json", "preview.otio", "preview.edl", "preview.storyboard.jpg"])
@@ -229,6 +233,26 @@ def test_letterbox_keeps_the_picture_and_fills_the_sides(media, tmp_path):
     assert side.mean() < centre.mean()
     sharp = lambda a: float(np.abs(np.diff(a, axis=1)).mean())  # noqa: E731
     assert sharp(side) < 0.5 * sharp(centre)
+
+
+def test_pixel_aspect_ratio_is_honoured(tmp_path):
+    """An anamorphic 320x180 clip with 4:3 pixels displays as 427x180 (2.37:1): in a 640x360
+    preview the picture is 640x270, with blurred bands above and below."""
+    folder = tmp_path / "ana"
+    folder.mkdir()
+    truths = [make_clip(str(folder / f"w{i}.mp4"), duration=3.0, seed=i + 5, sar=(4, 3)) for i in range(2)]
+    track = make_track(str(folder / "song.m4a"), bpm=120.0, duration=6.0, seed=1)
+    clips = [(f"w{i}.mp4", clip_analysis(t, seed=i).features, clip_analysis(t, seed=i).arrays)
+             for i, t in enumerate(truths)]
+    music = track_analysis(track)
+    edit = plan_edit(clips, ("song.m4a", music.features, music.arrays), duration=2.0, style="dynamic", fps=FPS,
+                     width=640, height=360, seed=1, aspect="16:9", folder=str(folder))
+    out = render(edit, tmp_path / "w.mp4", processes=1)
+    frame = decode_frames(out.path)[10].astype(np.float32).mean(axis=2)
+    detail = np.abs(np.diff(frame, axis=1)).mean(axis=1)  # per row: sharp picture vs blurred band
+    sharp_rows = np.flatnonzero(detail > 0.5 * detail.max())
+    assert abs(len(sharp_rows) - 270) <= 6
+    assert abs(sharp_rows.min() - 45) <= 4 and abs(sharp_rows.max() - 314) <= 4
 
 
 def test_proxies_render_the_same_edit(media, tmp_path):

@@ -43,6 +43,9 @@ LEVEL_ENERGY = {"low": 0.2, "mid": 0.5, "high": 0.85}
 # always win over reused ones ("unused first"); the rest trade off against each other.
 W_SHARP, W_BRIGHT, W_MOTION, W_VARIETY, W_BALANCE, W_JITTER = 0.25, 0.15, 0.25, 0.20, 0.15, 0.20
 W_UNUSED = 2.0
+# In-point choice: activity (0..1) minus this much for a full PREROLL_SCALE seconds of frames to
+# decode from the previous keyframe.
+W_PREROLL, PREROLL_SCALE = 0.3, 2.0
 
 Clip = tuple  # (source_name, features: dict, arrays: Mapping[str, np.ndarray])
 
@@ -325,7 +328,9 @@ def _clip_timing(features: Mapping, arrays: Mapping) -> tuple:
             mt = ft
         else:  # sampled evenly over the clip
             mt = (np.arange(len(mv)) + 0.5) * (duration / len(mv)) if duration else np.arange(len(mv)) / fps
-    return ft, mt, mv, fps
+    kt = arrays.get("keyframe_times") if arrays else None
+    kt = np.asarray(kt, dtype=np.float64) if kt is not None and len(kt) else None
+    return ft, mt, mv, fps, kt
 
 
 SIGNATURE_LEN = 16
@@ -373,7 +378,7 @@ def _in_point(cand: _Candidates, c: int, length: float, used: list[tuple[float, 
     if ci not in cand.timing:
         _, features, arrays = cand.clips[ci]
         cand.timing[ci] = _clip_timing(features, arrays or {})
-    ft, mt, mv, fps = cand.timing[ci]
+    ft, mt, mv, fps, kt = cand.timing[ci]
     start, end = float(cand.start[c]), float(cand.end[c])
     latest = end - length
     if ft is not None:
@@ -385,7 +390,8 @@ def _in_point(cand: _Candidates, c: int, length: float, used: list[tuple[float, 
     if len(starts) == 0:
         return start
     if len(starts) > 256:  # plenty of resolution; keeps long scenes cheap
-        starts = starts[np.linspace(0, len(starts) - 1, 256).round().astype(np.int64)]
+        keys = kt[(kt >= start - 1e-6) & (kt <= latest + 1e-6)] if kt is not None else np.zeros(0)
+        starts = np.union1d(starts[np.linspace(0, len(starts) - 1, 256).round().astype(np.int64)], keys)
     activity = np.zeros(len(starts))
     if mv is not None and len(mv) > 1:
         csum = np.concatenate([[0.0], np.cumsum(mv)])
@@ -398,7 +404,13 @@ def _in_point(cand: _Candidates, c: int, length: float, used: list[tuple[float, 
     overlap = np.zeros(len(starts))
     for u0, u1 in used:
         overlap += np.clip(np.minimum(starts + length, u1) - np.maximum(starts, u0), 0.0, None) / length
-    best = int(np.argmax(activity - 2.0 * overlap))
+    # Rendering decodes from the keyframe before the in-point: among windows about as active,
+    # prefer one that starts on or just after a keyframe (long-GOP camera files).
+    preroll = np.zeros(len(starts))
+    if kt is not None:
+        before = kt[np.clip(np.searchsorted(kt, starts + 1e-6) - 1, 0, len(kt) - 1)]
+        preroll = np.clip((starts - before) / PREROLL_SCALE, 0.0, 1.0)
+    best = int(np.argmax(activity - 2.0 * overlap - W_PREROLL * preroll))
     return float(starts[best])
 
 
