@@ -70,8 +70,9 @@ def _mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> 
 
 @functools.lru_cache(maxsize=8)
 def _chroma_filters(sr: int, n_fft: int) -> np.ndarray:
-    """FFT bin -> pitch class (C=0) map for 55 Hz..2 kHz, [n_fft//2+1, 12]."""
+    """FFT bin -> pitch class (C=0) map for 55 Hz..2 kHz, [bins up to 2 kHz, 12]."""
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    freqs = freqs[: int(np.searchsorted(freqs, 2000.0, side="right"))]
     out = np.zeros((len(freqs), 12), np.float32)
     ok = (freqs >= 55.0) & (freqs <= 2000.0)
     pc = np.round(12 * np.log2(freqs[ok] / 440.0) + 9).astype(int) % 12
@@ -110,7 +111,9 @@ def spectral_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray | float]:
     flux = np.maximum(0.0, np.diff(logmel, axis=0, prepend=logmel[:1]))
     centers = _mel_centers(sr, n_fft, n_mels, 30.0, fmax)
     low = centers < 150.0
-    chroma = (mag * mag) @ _chroma_filters(sr, n_fft)
+    cf = _chroma_filters(sr, n_fft)
+    low_bins = mag[:, : cf.shape[0]]
+    chroma = (low_bins * low_bins) @ cf
     return {"onset": flux.sum(axis=1), "low_onset": flux[:, low].sum(axis=1), "chroma": chroma,
             "fps": sr / hop}
 
@@ -252,19 +255,25 @@ def track_beats(env: np.ndarray, fps: float, bpm: float, tightness: float = 100.
     lmax = int(round(period * 2))
     lag = np.arange(lmin, lmax + 1)
     penalty = -tightness * np.log(lag / period) ** 2
+    # Predecessor offsets of a block's frames relative to the block start: [lmin, n_lags].
+    rel = np.arange(lmin)[:, None] - lag[None, :]
+    rows = np.arange(lmin)
     cum = local.copy()
     back = np.full(n, -1, dtype=np.int64)
+    # Pad the front so that early frames see "no predecessor" (-inf) instead of wrapping.
+    padded = np.concatenate([np.full(lmax, -np.inf), cum])
     for b0 in range(lmin, n, lmin):
-        i = np.arange(b0, min(n, b0 + lmin))
-        j = i[:, None] - lag[None, :]  # predecessors, all < b0
-        ok = j >= 0
-        cand = np.where(ok, cum[np.maximum(j, 0)] + penalty[None, :], -np.inf)
-        k = np.argmax(cand, axis=1)
-        best = cand[np.arange(len(i)), k]
+        size = min(lmin, n - b0)
+        j = (b0 + lmax) + rel[:size]  # indices into ``padded``
+        cand = padded[j] + penalty
+        k = cand.argmax(axis=1)
+        best = cand[rows[:size], k]
         # A chain may also start here (the music's first beat); only extend when it helps.
         extend = best > 0
-        cum[i] = local[i] + np.where(extend, best, 0.0)
-        back[i] = np.where(extend, j[np.arange(len(i)), k], -1)
+        vals = local[b0 : b0 + size] + np.where(extend, best, 0.0)
+        cum[b0 : b0 + size] = vals
+        padded[b0 + lmax : b0 + lmax + size] = vals
+        back[b0 : b0 + size] = np.where(extend, j[rows[:size], k] - lmax, -1)
     # End on the strongest local maximum of cumscore within the last period.
     tail = np.arange(max(0, n - int(period * 1.5)), n)
     last = int(tail[np.argmax(cum[tail])])
