@@ -81,7 +81,7 @@ MIN_SCENE_LEN = 15  # frames, ContentDetector default
 # Anchors are up to a GOP away from a cut, so shot drift (a pan) can move their difference by
 # this much either way: within the margin, decode and score exactly.
 PROXY_MARGIN = 12.0
-ANCHOR_SPACING = 2.0  # seconds between anchors where nothing happens
+ANCHOR_SPACING = 4.0  # seconds between anchors where nothing happens
 SPIKE_RATIO = 1.5  # P frame size / median of the previous SPIKE_WINDOW P frames ...
 SPIKE_INTRA_FRACTION = 0.2  # ... and / the size of the intra frames around it,
 SPIKE_STRONG = 3.0  # ... unless the jump alone is this large (VP9 codes cuts from golden frames)
@@ -546,7 +546,8 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
             score, layout = pair_score[(a, b)]
             if score < THRESHOLD - PROXY_MARGIN or layout < COARSE_GATE:
                 continue
-            if any(a < e <= b for e in accepted) or st.covered(a + 1, b):
+            if any(a < e <= b for e in accepted) or st.covered(a + 1, b) or any(
+                    a < i <= b and sc >= THRESHOLD for i, sc in st.exact.items()):
                 continue
             between = st.intra[(st.intra > a) & (st.intra < b)]
             if len(between):

@@ -172,6 +172,11 @@ def _scan_head(container, stream, want_pts: int) -> tuple[np.ndarray, object | N
     pts: list[int] = []
     first = None
     tried = 0
+    # Only validity and orientation are read from this picture: skip deblocking, no frame-thread
+    # latency.
+    stream.thread_type = "SLICE"
+    if stream.codec_context.name in ("h264", "hevc"):
+        stream.codec_context.options = {"skip_loop_filter": "all"}
     for packet in container.demux(stream):
         if packet.pts is not None:
             pts.append(packet.pts)
@@ -197,6 +202,25 @@ def _scan_head(container, stream, want_pts: int) -> tuple[np.ndarray, object | N
     return np.array(pts, dtype=np.int64), first
 
 
+def open_input(path: str):
+    """``av.open`` without FFmpeg's stream probing when the container's header says enough.
+
+    ``avformat_find_stream_info`` decodes frames to fill in what headers already say (at 1080p,
+    as long as decoding a few pictures). Its decoders are told to skip every frame and read at
+    most 32 bytes; formats whose streams only appear by probing (MPEG-TS) refuse that, and files
+    whose header lacks the picture size are reopened the normal way.
+    """
+    try:
+        container = av.open(path, metadata_errors="replace", options={"probesize": "32"},
+                            stream_options=[{"skip_frame": "all"}] * 64)
+    except ValueError:
+        return av.open(path, metadata_errors="replace")
+    if any(s.codec_context.width <= 0 for s in container.streams.video) or not container.streams:
+        container.close()
+        return av.open(path, metadata_errors="replace")
+    return container
+
+
 def probe(path: str) -> MediaInfo:
     """Describe ``path`` or raise :class:`MediaError` with a message for users."""
     name = _name(path)
@@ -211,7 +235,7 @@ def probe(path: str) -> MediaInfo:
     if st.st_size == 0:
         raise MediaError(f"not a media file (empty): {name}")
     try:
-        container = av.open(path, metadata_errors="replace")
+        container = open_input(path)
     except av.FFmpegError as exc:
         log.debug("cannot open %s: %s", path, exc)
         raise MediaError(f"not a media file: {name}") from None

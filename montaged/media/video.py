@@ -36,6 +36,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from montaged.errors import MediaError
+from montaged.media.probe import open_input
 
 log = logging.getLogger("montaged.media.video")
 
@@ -309,7 +310,7 @@ class VideoFile:
         self.path = path
         self.name = os.path.basename(path)
         try:
-            self.container = av.open(path, metadata_errors="replace")
+            self.container = open_input(path)
         except av.FFmpegError as exc:
             log.debug("cannot open %s: %s", path, exc)
             raise MediaError(f"not a media file: {self.name}") from None
@@ -400,7 +401,7 @@ class VideoFile:
             # Unseekable input (a pipe-like file): start over from the beginning instead.
             log.debug("seek in %s failed (%s); reopening", self.path, exc)
             self.container.close()
-            self.container = av.open(self.path, metadata_errors="replace")
+            self.container = open_input(self.path)
             self.stream = [s for s in self.container.streams.video if s.index == self.stream_index][0]
             self._span_decoder = None
 
@@ -517,12 +518,18 @@ class VideoFile:
                 if frame.pts in want_pts and frame.pts not in got:
                     got[frame.pts] = self._convert(frame, size, fmt)
 
+        # Until the first packet of the range, pictures nothing refers to (most B frames) are
+        # not needed: the decoder drops them unread.
+        need_from = int(np.min(index.decode_order[first:last + 1])) if last >= first else 0
+        ctx.skip_frame = "NONREF"
         with _DecodeErrors() as damage:
             for packet in self._packets_from(int(index.pts[start_key])):
+                j = position.get(packet.pts if packet.pts is not None else packet.dts)
+                if j is None or index.decode_order[j] >= need_from:
+                    ctx.skip_frame = "DEFAULT"
                 take(self._decode(ctx, packet, errors))
                 if len(got) == len(want_pts):
                     break
-                j = position.get(packet.pts if packet.pts is not None else packet.dts)
                 if j is not None and index.decode_order[j] >= stop_after:
                     break
             take(self._decode(ctx, None, errors))
