@@ -357,7 +357,8 @@ def _candidates(clips: Sequence[Clip]) -> _Candidates:
             brightness = s.get("brightness")
             rows.append((ci, si, start, end, float(s.get("motion") or 0.0), float(s.get("sharpness") or 0.5),
                          0.5 if brightness is None else float(brightness)))
-            sigs.append(_signature(s))
+            sig = s.get("signature")
+            sigs.append(sig if sig is not None and len(sig) == SIGNATURE_LEN else _signature(s))
     if not rows:
         raise RenderError("none of the clips has a usable scene")
     table = np.asarray(rows, dtype=np.float64)
