@@ -277,7 +277,7 @@ def _probe_open(container, path: str, name: str) -> MediaInfo:
     width, height = int(cc.width), int(cc.height)
     tb = video.time_base or Fraction(1, 90000)
     stream_duration = float(video.duration * tb) if video.duration else 0.0
-    duration = stream_duration or _content_duration(container, container_duration)
+    duration = stream_duration or container_duration
     header_fps = _rate_of(video)
     check_sane(name, width, height, header_fps, duration)
 
@@ -303,6 +303,10 @@ def _probe_open(container, path: str, name: str) -> MediaInfo:
     if rotation in (90, 270):
         display_width, display_height = display_height, display_width
 
+    if "matroska" in fmt and len(pts):
+        # Matroska stores the *end* timestamp as its duration: a clip whose first frame is at
+        # 1.5 s and that lasts 1 s says 2.5 s.
+        duration = max(0.0, duration - float(np.min(pts) * tb))
     if len(pts):
         start_time = float(np.min(pts) * tb)
     elif video.start_time is not None:
@@ -318,21 +322,12 @@ def _probe_open(container, path: str, name: str) -> MediaInfo:
     )
 
 
-def _content_duration(container, container_duration: float) -> float:
-    """The container's duration without a leading offset.
-
-    Matroska stores the *end* timestamp as the segment duration, so a file whose first frame is
-    at 1.5 s and that lasts 1 s says 2.5 s.
-    """
-    if "matroska" in container.format.name and container.start_time:
-        return max(0.0, container_duration - container.start_time / av.time_base)
-    return container_duration
-
-
 def _probe_audio(container, audio, name: str, fmt: str, container_duration: float, bit_rate: int,
                  audio_fields: dict) -> MediaInfo:
     tb = audio.time_base or Fraction(1, audio.codec_context.sample_rate or 1)
-    duration = float(audio.duration * tb) if audio.duration else _content_duration(container, container_duration)
+    duration = float(audio.duration * tb) if audio.duration else container_duration
+    if "matroska" in fmt and audio.start_time:
+        duration = max(0.0, duration - float(audio.start_time * tb))
     if not math.isfinite(duration) or duration > MAX_DURATION:
         raise MediaError(f"duration {duration:.0f} s is absurd (limit 48 h): {name}")
     if audio_fields["sample_rate"] <= 0 or audio_fields["channels"] <= 0:
