@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import signal
+import sqlite3
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +72,12 @@ class StateLock:
             self.fd = None
 
 
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip() or 0) or None
@@ -121,6 +128,7 @@ class Daemon:
         self._last = {"leases": 0.0, "meta": 0.0, "folders": 0.0, "roots": 0.0, "progress": 0.0, "forget": 0.0, "summary": 0.0}
         self._meta_written: dict | None = None
         self._progress_pending: dict[int, tuple[float, float | None]] = {}
+        self._catch_up = False  # after the state directory was full (see _wait_for_space)
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def run(self) -> int:
@@ -133,7 +141,12 @@ class Daemon:
             return 2 if isinstance(exc, (ConfigError, StoreError)) else 1
         try:
             while self.stop_requested == 0:
-                self.tick()
+                try:
+                    self.tick()
+                except (sqlite3.OperationalError, OSError) as exc:
+                    if not _disk_full(exc):
+                        raise
+                    self._wait_for_space(exc)
             self._graceful_stop()
         finally:
             self.close()
@@ -223,6 +236,9 @@ class Daemon:
     def tick(self) -> None:
         """One pass of the main loop. Waits up to TICK for a filesystem event."""
         self._test_hang_hook()
+        if self._catch_up:
+            self._catch_up = False
+            self._catch_up_after_full_disk()
         try:
             first = self.events.get(timeout=TICK)
         except queue.Empty:
@@ -268,6 +284,43 @@ class Daemon:
             if now - self._last["summary"] >= 1.0:  # two aggregate queries: not every tick
                 self._last["summary"] = now
                 self.notifier.status(self.summary())
+
+    def _wait_for_space(self, exc: BaseException) -> None:
+        """The state directory's file system is full: nothing can be recorded. Crashing would
+        only make systemd restart us into the same wall, so roll back, wait until a write works
+        again, then catch up as a restart would: rescan the roots (a decision taken during the
+        failed tick is lost), hash files left pending, requeue jobs whose outcome was lost."""
+        if self.store.conn.in_transaction:
+            try:
+                self.store.conn.execute("ROLLBACK")
+            except sqlite3.Error as again:
+                log.debug("rollback after a full disk: %s", again)
+        log.error("cannot write to the state directory %s: %s; waiting for free space", self.settings.paths.state, exc)
+        while self.stop_requested == 0:
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline and self.stop_requested == 0:
+                if self.notifier and self.notifier.watchdog_due(time.monotonic()):
+                    self.notifier.watchdog()
+                time.sleep(0.2)
+            try:
+                self._write_meta(force=True)
+                break
+            except (sqlite3.OperationalError, OSError) as again:
+                if not _disk_full(again):
+                    raise
+        self._catch_up = True  # done by the next tick, where a new failure is handled again
+
+    def _catch_up_after_full_disk(self) -> None:
+        log.info("the state directory has free space again; catching up")
+        tracked = {j.id for j in self.executor.running_jobs()}
+        for row in self.store.query("SELECT * FROM jobs WHERE state = 'running'"):
+            if row["id"] not in tracked:
+                jobs.requeue_uncharged(self.store, jobs.Job.from_row(row))
+        for file_id, path in jobs.files_needing_digest(self.store):
+            self._hash(file_id, path)
+        for root, info in self.roots.items():
+            if info["online"]:
+                self._scan(root, root)
 
     def _test_hang_hook(self) -> None:
         """Test-only (MONTAGED_TEST_HOOKS=1): while ``state/hang-main-loop`` exists the main loop
