@@ -329,6 +329,11 @@ class Store:
 
         folder = self._array_dir(digest)
         folder.mkdir(parents=True, exist_ok=True)
+        # A kill -9 in the middle of write_array leaves its temporary file; the job is then
+        # redone and lands here again. Only the daemon's main thread writes arrays: no temporary
+        # file in this folder belongs to a write in progress.
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         for name, array in analysis.arrays.items():
             write_array(folder / f"{name}.npy", np.asarray(array))
         data = msgpack.packb(analysis.features, use_bin_type=True)
