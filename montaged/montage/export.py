@@ -52,6 +52,26 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def remove_stale_temps(out_dir: Path, names) -> None:
+    """Remove the ``.<name>.<pid>.tmp`` files of writers that were killed (kill -9, power
+    loss) before their ``os.replace``: hidden, so nobody takes them for output, but they would
+    pile up, one per crash. A file whose pid still runs is left alone."""
+    for name in names:
+        for tmp in out_dir.glob(f".{name}.*.tmp"):
+            pid = tmp.name[len(name) + 2:-len(".tmp")]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # still writing (or the pid was reused: leave it)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            log.info("removing %s, left behind by an interrupted write", tmp)
+            _remove_quietly(tmp)
+
+
 def _remove_quietly(path: Path) -> None:
     """Clean up a temporary file; on a read-only or vanished folder there is nothing to clean."""
     try:
@@ -203,6 +223,7 @@ def export_all(edit: EditList, out_dir: str | os.PathLike, thumbnails: Mapping[i
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RenderError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    remove_stale_temps(out_dir, (EDL_JSON, OTIO, CMX_EDL, STORYBOARD))
     return {
         "edl_json": write_edit_json(edit, out_dir / EDL_JSON),
         "otio": write_otio(edit, out_dir / OTIO, folder),
