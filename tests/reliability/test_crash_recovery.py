@@ -176,3 +176,43 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
     record("crash: files lost", 0)
     record("crash: contents analysed twice", 0)
     record("crash: torn-output reads", f"0 of {reader.reads}")
+
+
+def dead_pid() -> int:
+    import subprocess
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_temporary_array_of_a_killed_write_is_removed_when_the_job_is_redone(tmp_path):
+    """kill -9 in the middle of write_array leaves `.name.npy.XXXX.tmp`; the job is redone after
+    the restart and stores the same digest again: the leftover must go."""
+    import numpy as np
+
+    from montaged.analysis import Analysis
+
+    digest = "ab" * 20
+    with Store(tmp_path / "state") as store:
+        folder = store.arrays_dir / digest[:2] / digest
+        folder.mkdir(parents=True)
+        (folder / ".beats.npy.k1ll3d.tmp").write_bytes(b"\x93NUMPY half")
+        store.put_features(digest, Analysis(kind="audio", features={"tempo": 120.0}, arrays={"beats": np.arange(4.0)}))
+        assert sorted(p.name for p in folder.iterdir()) == ["beats.npy"]
+        assert list(store.get_features(digest).arrays["beats"]) == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_temporary_exports_of_a_killed_render_are_removed_by_the_next_one(tmp_path):
+    """kill -9 while the edit lists are written leaves `.preview.edl.json.<pid>.tmp`; the
+    render is redone after the restart and must clean up what dead writers left."""
+    from montaged.montage.export import remove_stale_temps
+
+    dead = dead_pid()
+    names = ["preview.edl.json", "preview.otio", "preview.edl", "preview.storyboard.jpg"]
+    for name in names:
+        (tmp_path / f".{name}.{dead}.tmp").write_text("half")
+    (tmp_path / f".preview.otio.{os.getppid()}.tmp").write_text("a live writer's")
+    (tmp_path / "preview.edl.json").write_text("{}")
+    remove_stale_temps(tmp_path, names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".preview.otio.{os.getppid()}.tmp", "preview.edl.json"])

@@ -187,3 +187,39 @@ def test_state_directory_on_a_slow_disk(rlayout, small_media, tmp_path):
         assert (state / "montaged.db").exists()
     record("disk: state on a slow disk (loop ext4, 20 write IOPS)",
            f"preview in {slow:.1f} s (fast disk: {fast:.1f} s); slowest status --json {slow_status:.2f} s (fast: {fast_status:.2f} s)")
+
+
+def fill_up(folder: Path) -> Path:
+    filler = folder / "filler.bin"
+    with contextlib.suppress(OSError):
+        with open(filler, "wb") as fh:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+    with contextlib.suppress(OSError):  # the last few blocks too
+        with open(filler, "ab") as fh:
+            while True:
+                fh.write(b"\0" * 512)
+                fh.flush()
+    return filler
+
+
+def test_full_state_directory_pauses_the_daemon_instead_of_crashing_it(rlayout, tracks):
+    why = can_mount()
+    if why:
+        pytest.skip(f"{why}; filling the state directory needs a small tmpfs")
+    root, state = rlayout["root"], rlayout["state"]
+    with tmpfs(state, "4m"), DaemonProcess(rlayout["config"], state) as d:
+        shutil.copy(tracks[0], root / "before.wav")
+        wait_until(lambda: d.status()["files"]["analyzed"] == 1, 60, what="first file analysed")
+        filler = fill_up(state)
+        for i in (1, 2, 3):
+            shutil.copy(tracks[i], root / f"during{i}.wav")
+        wait_until(lambda: "waiting for free space" in d.output(), 60, what="the daemon noticing the full disk")
+        time.sleep(2.0)
+        assert d.proc.poll() is None, f"the daemon died on a full state directory:\n{d.output()}"
+        filler.unlink()
+        wait_until(lambda: d.status()["files"]["analyzed"] == 4, 90, what="files analysed once space is back")
+        assert d.proc.poll() is None
+        assert not d.status()["problems"]
+    record("disk: full state directory (4 MB tmpfs)", "daemon waits for space instead of crashing; every file analysed after")
