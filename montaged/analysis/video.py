@@ -99,6 +99,9 @@ MOTION_FLOOR = 0.005
 MOTION_CEIL = 0.5
 BEST_WINDOW = 2.0
 SHARP_WIDTH = 512
+# Laplacian variance grows as a picture is downscaled (detail gets denser); used only for a
+# scene with no decoded picture at SHARP_WIDTH, to bring the small picture's value to that scale.
+SMALL_SHARP_SCALE = 0.5
 FEATURE_SPACING = 0.5  # seconds between frames kept for features in full mode
 BATCH = 48  # frames per numpy batch in full mode
 
@@ -290,24 +293,78 @@ def max_b_run(index: mv.PacketIndex) -> int:
 # Decoded frames
 
 
+# Per-frame statistics kept for the scene features (pictures are not kept: a long file in full
+# mode would need hundreds of megabytes for them).
+_ST_LUMA, _ST_LUMA_STD, _ST_COLOR, _ST_SHARP, _ST_SHARP_SMALL, _ST_HIST = 0, 1, 2, 3, 4, 5
+_N_STATS = 5 + 16
+
+
+def frame_stats(bgrp: np.ndarray, hsv: np.ndarray, grays=None) -> np.ndarray:
+    """(n, 21) float64 per frame: mean luma, luma std, colourfulness M, Laplacian variance at
+    SHARP_WIDTH (NaN without the grey rendition), Laplacian variance at the small size, and the
+    16 signature bins (pixel counts)."""
+    n = bgrp.shape[0]
+    x = bgrp.reshape(n, 3, -1).astype(np.float32)
+    b, g, r = x[:, 0], x[:, 1], x[:, 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    out = np.empty((n, _N_STATS), dtype=np.float64)
+    out[:, _ST_LUMA] = y.mean(axis=1)
+    out[:, _ST_LUMA_STD] = y.std(axis=1)
+    out[:, _ST_COLOR] = np.hypot(rg.std(axis=1), yb.std(axis=1)) + 0.3 * np.hypot(
+        rg.mean(axis=1), yb.mean(axis=1))
+    out[:, _ST_SHARP] = np.nan
+    if grays is not None:
+        for j, gray in enumerate(grays):
+            if gray is not None:
+                out[j, _ST_SHARP] = laplacian_variance(gray[None])[0]
+    out[:, _ST_SHARP_SMALL] = laplacian_variance(y.reshape(n, bgrp.shape[2], bgrp.shape[3]))
+    out[:, _ST_HIST:] = signature_counts(hsv)
+    return out
+
+
+def signature_counts(hsv: np.ndarray) -> np.ndarray:
+    """(n, 16) pixel counts: 12 hue bins of coloured pixels, 4 value bins of grey ones."""
+    h = hsv[:, 0].astype(np.int32)
+    s = hsv[:, 1]
+    v = hsv[:, 2].astype(np.int32)
+    coloured = (s > 38) & (v > 25)
+    # One bincount over (frame, bin) pairs: bins 0..11 hue, 12..15 grey value.
+    bins = np.where(coloured, (h * 12) // 180, 12 + v // 64)
+    flat = bins + 16 * np.arange(len(hsv))[:, None]
+    return np.bincount(flat.ravel(), minlength=16 * len(hsv)).reshape(len(hsv), 16)
+
+
+def laplacian_variance(gray: np.ndarray) -> np.ndarray:
+    """Variance of the 4-neighbour Laplacian of each of (n, h, w) luma frames."""
+    g = gray.astype(np.float32)
+    lap = g[:, 1:-1, :-2] + g[:, 1:-1, 2:] + g[:, :-2, 1:-1] + g[:, 2:, 1:-1] - 4 * g[:, 1:-1, 1:-1]
+    return lap.reshape(len(g), -1).var(axis=1)
+
+
 @dataclass
 class _Frames:
-    """Decoded frames by display index: HSV for the metric, pictures for the features."""
+    """What is known about decoded frames, by display index."""
 
-    hsv: dict[int, np.ndarray] = field(default_factory=dict)  # (3, p) uint8
-    bgrp: dict[int, np.ndarray] = field(default_factory=dict)  # (3, h, w) uint8
-    gray: dict[int, np.ndarray] = field(default_factory=dict)  # (h, w) uint8, SHARP_WIDTH wide
+    stats: dict[int, np.ndarray] = field(default_factory=dict)  # frame_stats rows
+    hsv: dict[int, np.ndarray] = field(default_factory=dict)  # (3, p) uint8, sparse mode only
+    coarse: dict[int, np.ndarray] = field(default_factory=dict)  # 9x16 block colours, sparse
     errors: int = 0
 
-    def add(self, indices, images: np.ndarray, grays=None) -> None:
+    def add(self, indices, images: np.ndarray, grays=None, *, keep_hsv: bool = True,
+            hsv: np.ndarray | None = None) -> None:
         if len(indices) == 0:
             return
-        hsv = hsv_planes(images)
+        if hsv is None:
+            hsv = hsv_planes(images)
+        stats = frame_stats(images, hsv, grays)
         for j, i in enumerate(indices):
-            self.hsv[int(i)] = hsv[j]
-            self.bgrp[int(i)] = images[j]
-            if grays is not None and grays[j] is not None:
-                self.gray[int(i)] = grays[j]
+            i = int(i)
+            self.stats[i] = stats[j]
+            if keep_hsv:
+                self.hsv[i] = hsv[j]
+                self.coarse[i] = _coarse(images[j])
 
     def scores(self, pairs: list[tuple[int, int]]) -> np.ndarray:
         if not pairs:
@@ -374,13 +431,11 @@ def detect_full(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int
             scores[cur_pos] = content_scores(prev, hsv[len(hsv) - len(cur_pos):])
         # Keep pictures for features: the regular samples and every frame that might start a
         # scene (its score is over the threshold).
-        for j, p in enumerate(batch_pos):
-            keep = p % keep_every == 0 or (not np.isnan(scores[p]) and scores[p] >= THRESHOLD)
-            if keep:
-                frames.hsv[p] = hsv[j]
-                frames.bgrp[p] = imgs[j]
-                if batch_gray[j] is not None:
-                    frames.gray[p] = batch_gray[j]
+        keep = [j for j, p in enumerate(batch_pos)
+                if p % keep_every == 0 or (not np.isnan(scores[p]) and scores[p] >= THRESHOLD)]
+        if keep:
+            frames.add([batch_pos[j] for j in keep], imgs[keep], [batch_gray[j] for j in keep],
+                       keep_hsv=False, hsv=hsv[keep])
         prev_hsv = hsv[-1]
         batch_pos.clear()
         batch_img.clear()
@@ -530,14 +585,11 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
     #    keyframe (or one that left no spike). Bisect with the intra frames in between; between
     #    two neighbouring intra frames, score every frame exactly.
     pair_score: dict[tuple[int, int], tuple[float, float]] = {}
-    coarse: dict[int, np.ndarray] = {}
     for _round in range(64):
         anc = st.anchors()
         pairs = [(int(a), int(b)) for a, b in zip(anc[:-1], anc[1:])]
         new = [p for p in pairs if p not in pair_score]
-        for i in anc:
-            if int(i) not in coarse:
-                coarse[int(i)] = _coarse(st.frames.bgrp[int(i)])
+        coarse = st.frames.coarse
         for p, sc in zip(new, st.frames.scores(new).tolist()):
             pair_score[p] = (sc, float(np.abs(coarse[p[0]] - coarse[p[1]]).mean()))
         todo_intra: list[int] = []
@@ -613,41 +665,9 @@ def motion_series(index: mv.PacketIndex, fps: float) -> np.ndarray:
     return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
-def picture_features(bgrp: np.ndarray, hsv: np.ndarray) -> dict:
-    """brightness, contrast, colorfulness, signature of (n, 3, h, w) planar B, G, R frames."""
-    x = bgrp.reshape(bgrp.shape[0], 3, -1).astype(np.float32)
-    b, g, r = x[:, 0], x[:, 1], x[:, 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    rg = r - g
-    yb = 0.5 * (r + g) - b
-    m = np.hypot(rg.std(axis=1), yb.std(axis=1)) + 0.3 * np.hypot(rg.mean(axis=1), yb.mean(axis=1))
-    return {
-        "brightness": float(y.mean() / 255.0),
-        "contrast": float(np.clip(y.std(axis=1).mean() / 80.0, 0, 1)),
-        "colorfulness": float(np.clip(m.mean() / 120.0, 0, 1)),
-        "signature": signature(hsv),
-    }
-
-
-def signature(hsv: np.ndarray) -> list[float]:
-    """16-bin colour histogram: 12 hue bins (coloured pixels) + 4 value bins (greys), sum 1."""
-    h = hsv[:, 0].ravel().astype(np.int32)
-    s = hsv[:, 1].ravel()
-    v = hsv[:, 2].ravel()
-    coloured = (s > 38) & (v > 25)
-    hue_bins = np.bincount((h[coloured] * 12) // 180, minlength=12)[:12]
-    grey_bins = np.bincount(v[~coloured].astype(np.int32) // 64, minlength=4)[:4]
-    hist = np.concatenate([hue_bins, grey_bins]).astype(np.float64)
-    total = hist.sum()
-    return [round(float(x), 5) for x in (hist / total if total else hist)]
-
-
-def sharpness(gray: np.ndarray) -> float:
-    """log-scaled variance of the 4-neighbour Laplacian of (n, h, w) luma frames, 0..1."""
-    g = gray.astype(np.float32)
-    lap = g[:, 1:-1, :-2] + g[:, 1:-1, 2:] + g[:, :-2, 1:-1] + g[:, 2:, 1:-1] - 4 * g[:, 1:-1, 1:-1]
-    var = float(lap.reshape(len(g), -1).var(axis=1).mean())
-    return float(np.clip(np.log10(1.0 + var) / 3.5, 0, 1))
+def sharpness_score(laplacian_var: float) -> float:
+    """Laplacian variance -> 0..1: log10(1 + var) / 3.5, clipped (10 -> 0.30, 1000 -> 0.86)."""
+    return float(np.clip(np.log10(1.0 + laplacian_var) / 3.5, 0, 1))
 
 
 def best_window(times: np.ndarray, motion: np.ndarray, start: int, end: int, window: float) -> float:
@@ -666,36 +686,34 @@ def best_window(times: np.ndarray, motion: np.ndarray, start: int, end: int, win
     return float(t[int(np.argmax(means))])
 
 
-def _luma_planes(bgrp: np.ndarray) -> np.ndarray:
-    x = bgrp.astype(np.float32)
-    return 0.114 * x[:, 0] + 0.587 * x[:, 1] + 0.299 * x[:, 2]
-
-
 def scene_features(det: Detection, index: mv.PacketIndex, motion: np.ndarray, times: np.ndarray,
                    duration: float) -> list[dict]:
     n = len(index)
     bounds = [0] + [int(c) for c in det.cuts] + [n]
-    decoded = np.array(sorted(det.frames.hsv), dtype=np.int64)
+    decoded = np.array(sorted(det.frames.stats), dtype=np.int64)
+    table = np.stack([det.frames.stats[int(i)] for i in decoded])
     scenes = []
     for s, e in zip(bounds[:-1], bounds[1:]):
-        inside = decoded[(decoded >= s) & (decoded < e)]
-        if len(inside) == 0:  # nothing decodable in the scene (damage): the nearest picture
-            inside = decoded[[int(np.argmin(np.abs(decoded - s)))]]
-        bgrp = np.stack([det.frames.bgrp[int(i)] for i in inside])
-        hsv = np.stack([det.frames.hsv[int(i)] for i in inside])
-        feats = picture_features(bgrp, hsv)
-        grays = [det.frames.gray[int(i)] for i in inside if int(i) in det.frames.gray]
-        sharp = sharpness(np.stack(grays)) if grays else sharpness(_luma_planes(bgrp))
+        rows = (decoded >= s) & (decoded < e)
+        if not rows.any():  # nothing decodable in the scene (damage): the nearest picture
+            rows = np.zeros(len(decoded), dtype=bool)
+            rows[int(np.argmin(np.abs(decoded - s)))] = True
+        st = table[rows]
+        sharp_var = st[:, _ST_SHARP]
+        if np.all(np.isnan(sharp_var)):  # no larger rendition: the small picture's, rescaled
+            sharp_var = st[:, _ST_SHARP_SMALL] * SMALL_SHARP_SCALE
+        hist = st[:, _ST_HIST:].sum(axis=0)
+        total = hist.sum()
         scenes.append({
             "start": round(float(times[s]), 6),
             "end": round(float(times[e]) if e < n else duration, 6),
             "start_frame": int(s), "end_frame": int(e),
             "motion": round(float(motion[s:e].mean()), 4),
-            "sharpness": round(sharp, 4),
-            "brightness": round(feats["brightness"], 4),
-            "contrast": round(feats["contrast"], 4),
-            "colorfulness": round(feats["colorfulness"], 4),
-            "signature": feats["signature"],
+            "sharpness": round(sharpness_score(float(np.nanmean(sharp_var))), 4),
+            "brightness": round(float(st[:, _ST_LUMA].mean() / 255.0), 4),
+            "contrast": round(float(np.clip(st[:, _ST_LUMA_STD].mean() / 80.0, 0, 1)), 4),
+            "colorfulness": round(float(np.clip(st[:, _ST_COLOR].mean() / 120.0, 0, 1)), 4),
+            "signature": [round(float(x), 5) for x in (hist / total if total else hist)],
             "best_in": round(best_window(times, motion, s, e, BEST_WINDOW), 6),
         })
     return scenes
@@ -706,7 +724,7 @@ def _ensure_scene_pictures(det: Detection, vf: mv.VideoFile, index: mv.PacketInd
     """Every scene needs a decoded picture for its colour features; decode one where missing."""
     n = len(index)
     bounds = [0] + [int(c) for c in det.cuts] + [n]
-    have = np.array(sorted(det.frames.hsv), dtype=np.int64)
+    have = np.array(sorted(det.frames.stats), dtype=np.int64)
     missing = [(s, e) for s, e in zip(bounds[:-1], bounds[1:]) if not np.any((have >= s) & (have < e))]
     if not missing:
         return
@@ -777,7 +795,7 @@ def _analyze(vf: mv.VideoFile, info: MediaInfo, progress: Progress, strategy: st
         "motion": motion,
         "packet_sizes": index.size.astype(np.int32),
         "keyframe_times": times[index.keyframes].astype(np.float64),
-        "decoded_frames": np.array(sorted(det.frames.hsv), dtype=np.int32),
+        "decoded_frames": np.array(sorted(det.frames.stats), dtype=np.int32),
         "score_frames": score_frames,
         "scores": np.array([det.exact[int(i)] for i in score_frames], dtype=np.float32),
     }
