@@ -14,6 +14,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import threading
 import time
 from collections import Counter
@@ -105,6 +106,7 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
     reader = TornReader(out)
     reader.start()
     phases: Counter = Counter()
+    orphans: list[int] = []  # process groups of daemons killed alone
     try:
         for i in range(ITERATIONS):
             d = DaemonProcess(cfg, state).start(wait=False)
@@ -117,7 +119,16 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
             time.sleep(rng.uniform(0.0, MAX_DELAY))
             assert d.proc.poll() is None, f"the daemon died on its own:\n{d.output()}"
             phase = phase_of(state, d.proc.pid)
-            d.kill9()
+            if rng.random() < 0.25:
+                # The OOM killer's way: the daemon alone. Its workers live on as orphans (they
+                # finish their job, find no parent and exit) while the next daemon starts.
+                orphans.append(d.proc.pid)
+                os.kill(d.proc.pid, signal.SIGKILL)
+                d.proc.wait(10)
+                d.log.close()
+                phase += " (daemon only)"
+            else:
+                d.kill9()
             phases[phase] += 1
             # After every kill -9 the database must be consistent (WAL replays on next open).
             assert integrity(state) == ["ok"], f"database corrupt after kill {i + 1}"
@@ -139,6 +150,9 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
     finally:
         reader.stop.set()
         reader.join(10)
+        for pgid in orphans:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
 
     # Every file analysed, every content analysed exactly once, nothing charged to a job.
     with Store(state, readonly=True) as s:
