@@ -40,10 +40,12 @@ import stat
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from montaged import executors
+from montaged.errors import ConfigError
 from montaged.executors import LocalExecutor, Outcome, classify_error
 
 log = logging.getLogger("montaged.dask")
@@ -200,7 +202,10 @@ class DaskExecutor:
     kind = "dask"
 
     def __init__(self, settings, *, connect_timeout: float = CONNECT_TIMEOUT):
-        import distributed  # noqa: F401 - fail here, with the import error, if the extra is missing
+        try:
+            import distributed  # noqa: F401 - checked here, where the daemon can say what to do
+        except ImportError as exc:
+            raise ConfigError([f'workers.executor = "dask" needs the Dask client on this machine ({exc}): pip install "montaged[dask]"']) from None
 
         w = settings.workers
         self.address = w.dask_scheduler
@@ -209,6 +214,7 @@ class DaskExecutor:
         self.connect_timeout = connect_timeout
         self.local = LocalExecutor(w.processes, render_processes=1, memory_limit_mb=w.memory_limit_mb)
         self.progress: dict[int, float] = {}
+        self.submitted: Counter = Counter()  # jobs sent to "dask", "local" (fallback), "render"
         self._progress_changed: dict[int, float] = {}
         self._view = _View(error=f"connecting to the Dask scheduler at {self.address}")
         self._first_attempt = threading.Event()
@@ -266,10 +272,17 @@ class DaskExecutor:
 
     def submit(self, job, pool: str, fn: Callable, *args) -> None:
         view = self._view
+        key = f"montaged-{getattr(job.kind, 'value', job.kind)}-{job.id}-{uuid.uuid4().hex[:12]}"
+        if pool == "analysis" and not view.usable() and self.fallback == "wait":
+            # Dask became unusable since free_slots() said yes: back to the queue, uncharged.
+            self._remote[job.id] = _Remote(job, None, key)
+            self._settled.put((job.id, key, "lost", "the Dask scheduler became unusable"))
+            return
         if pool != "analysis" or not view.usable():
+            self.submitted["local" if pool == "analysis" else pool] += 1
             self.local.submit(job, pool, fn, *args)
             return
-        key = f"montaged-{getattr(job.kind, 'value', job.kind)}-{job.id}-{uuid.uuid4().hex[:12]}"
+        self.submitted["dask"] += 1
         # Workers that failed the shared-storage check get no jobs; without refusals, leave the
         # scheduler free to use workers that joined since the last check.
         workers = sorted(view.verified) if view.refused else None
@@ -339,6 +352,7 @@ class DaskExecutor:
 
     def poll(self) -> list[Outcome]:
         self._read_events()
+        self._release_stranded()
         outcomes = self.local.poll()
         while True:
             try:
@@ -354,10 +368,25 @@ class DaskExecutor:
             outcomes.append(self._outcome(run, kind, value))
         return outcomes
 
+    def _release_stranded(self) -> None:
+        """The scheduler is up but has no usable worker left: jobs waiting there for one go back
+        to the queue (uncharged), to run on the local pool instead of waiting for a timeout."""
+        view = self._view
+        if self.fallback != "local" or view.client is None or view.lost or view.threads > 0 or not view.error:
+            return
+        for run in list(self._remote.values()):
+            if run.worker is None and run.killed_reason is None and run.future is not None:
+                run.killed_reason = ""  # ours; the cancellation coming back is not reported again
+                try:
+                    view.client.cancel([run.future], reason="montaged-no-workers")
+                except (RuntimeError, OSError, TimeoutError) as exc:
+                    log.debug("cancelling job %s: %s", run.job.id, exc)
+                self._settled.put((run.job.id, run.key, "lost", "no Dask worker left to run it"))
+
     def _outcome(self, run: _Remote, kind: str, value) -> Outcome:
         job = run.job
         where = f"Dask worker {run.worker}" if run.worker else "a Dask worker"
-        if run.killed_reason is not None:
+        if run.killed_reason:
             return Outcome(job, error=run.killed_reason, retryable=True)
         if kind == "ok":
             log.info("job %s ran on %s%s in %.1fs", job.id, where, f" ({run.host})" if run.host else "",
@@ -394,6 +423,8 @@ class DaskExecutor:
             self._settled.put((job_id, key, "lost", f"its result could not be fetched: {type(exc).__name__}: {exc}"))
 
     def shutdown(self, *, wait: bool, timeout: float = 0.0) -> list:
+        if self._stop.is_set():  # the daemon may call it twice (graceful stop, then close)
+            return self.local.shutdown(wait=False)
         deadline = time.monotonic() + (timeout if wait else 0.0)
         while wait and self._remote and time.monotonic() < deadline:
             if all(r.future is None or r.future.done() for r in self._remote.values()):
@@ -499,7 +530,10 @@ class DaskExecutor:
 
     def _refresh(self, view: _View) -> _View:
         """Update the worker list; check the workers not seen before."""
-        info = view.client.scheduler_info(n_workers=-1)
+        # Ask the scheduler directly (as Client.scheduler_info's docstring advises): the client's
+        # cached identity is overwritten every 2 s by a periodic update that carries no worker
+        # list, and reading it just after our own update was seen to return zero workers.
+        info = view.client.sync(view.client.scheduler.identity, n_workers=-1, callback_timeout=PROBE_TIMEOUT)
         workers = {addr: int(w.get("nthreads", 1)) for addr, w in info.get("workers", {}).items()}
         verified = {a for a in view.verified if a in workers}
         refused = {a: why for a, why in view.refused.items() if a in workers}
