@@ -266,8 +266,14 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     """Read and validate a manifest file. Raises :class:`ManifestError` naming the key."""
     path = Path(path)
     name = path.name
+    # The manifest is a file of the folder like the others: a link to a file elsewhere would let
+    # anyone who can drop files make the daemon read any TOML file it can read, and echo its
+    # values (the title) into the outputs. Open what was checked, not the link again.
+    real = Path(os.path.realpath(path))
+    if path.is_symlink() and not _inside(Path(os.path.realpath(path.parent)), real):
+        raise ManifestError(f"{name}: is a link that points outside the folder")
     try:
-        with open(path, "rb") as f:
+        with open(real, "rb") as f:
             raw = f.read(MAX_MANIFEST_BYTES + 1)
     except OSError as exc:
         raise ManifestError(f"{name}: cannot be read: {exc.strerror or exc}") from None
