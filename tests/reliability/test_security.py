@@ -144,3 +144,34 @@ def test_refuses_root_without_allow_root(tmp_path):
     cfg = rel_config(tmp_path / "c.toml", watch=[root], output=tmp_path / "out", state=tmp_path / "state", daemon__allow_root=True)
     with DaemonProcess(cfg, tmp_path / "state") as d:
         assert d.status()["daemon"]["running"]
+
+
+def test_a_manifest_that_links_out_of_its_folder_is_not_read(rlayout, small_media):
+    """montage.toml as a symlink to a file elsewhere (another user's notes, a config with
+    secrets that happens to be TOML): its values must not end up in the outputs."""
+    root, out, tmp = rlayout["root"], rlayout["out"], rlayout["tmp"]
+    secret = tmp / "elsewhere.toml"
+    secret.write_text('title = "LEAKED-SECRET-TITLE"\nduration = 3\n')
+    folder = root / "linked"
+    folder.mkdir()
+    for c in small_media["clips"][:2]:
+        shutil.copy(c, folder / c.name)
+    shutil.copy(small_media["music"], folder / "music.wav")
+    with DaemonProcess(rlayout["config"], rlayout["state"]) as d:
+        wait_until(lambda: d.status()["files"]["analyzed"] == 3, 60, what="files analysed")
+        os.symlink(secret, folder / "montage.toml")
+        (root / "other").mkdir()  # a normal folder after it, to know the link had its chance
+        for c in small_media["clips"][:2]:
+            shutil.copy(c, root / "other" / c.name)
+        shutil.copy(small_media["music"], root / "other" / "music.wav")
+        (root / "other" / "montage.toml").write_text("duration = 3\n")
+
+        def settled():
+            folders = {f["path"]: f for f in d.status()["folders"]}
+            other = folders.get(str(root / "other"))
+            return folders if other and other["state"] in ("ready", "failed") else None
+        folders = wait_until(settled, 120, what="the other folder's preview")
+        linked = folders.get(str(folder))
+        assert linked is None or (linked["state"] == "failed" and "outside" in linked["error"]), linked
+    assert not grep_tree(out, b"LEAKED-SECRET-TITLE"), "a manifest outside the folder was read"
+    assert not grep_tree(rlayout["state"], b"LEAKED-SECRET-TITLE")
