@@ -128,6 +128,7 @@ class LocalExecutor:
         self._workers: dict[str, dict[int, object]] = {"analysis": {}, "render": {}}
         self.pool_rebuilds = 0
         self.progress: dict[int, float] = {}
+        self._unreported: dict[int, float] = {}
 
     def info(self) -> dict:
         return {"kind": self.kind, "workers": self.sizes["analysis"], "render_workers": self.sizes["render"], "scheduler": None, "error": None}
@@ -169,7 +170,14 @@ class LocalExecutor:
         return [r.job for r in self._running.values()]
 
     def drain_progress(self) -> dict[int, float]:
-        """Read worker messages; returns {job id: fraction} of jobs that reported progress."""
+        """{job id: fraction} of the running jobs that reported progress since the last call."""
+        self._read_messages()
+        changed, self._unreported = self._unreported, {}
+        return {job_id: f for job_id, f in changed.items() if job_id in self._running}
+
+    def _read_messages(self) -> None:
+        """Read what workers sent (start with pid, progress). Progress is kept until
+        drain_progress() hands it out: poll() and kill() read messages too."""
         changed = {}
         while True:
             try:
@@ -187,7 +195,7 @@ class LocalExecutor:
             else:
                 changed[job_id] = fraction
         self.progress.update(changed)
-        return changed
+        self._unreported.update(changed)
 
     def elapsed(self, job_id: int) -> float:
         """Seconds the job has been running in its worker (0 until it started: a worker being
@@ -197,7 +205,7 @@ class LocalExecutor:
 
     def kill(self, job_id: int, reason: str) -> None:
         """Stop a job now (its timeout ran out): kill its worker; the pool breaks and is rebuilt."""
-        self.drain_progress()
+        self._read_messages()
         run = self._running.get(job_id)
         if run is None or run.killed_reason:
             return  # already being killed: its outcome arrives with the next poll
@@ -212,7 +220,7 @@ class LocalExecutor:
 
     def poll(self) -> list[Outcome]:
         """Outcomes of the jobs that ended since the last call."""
-        self.drain_progress()
+        self._read_messages()
         done = [r for r in self._running.values() if r.future.done()]
         if not done:
             return []
@@ -247,7 +255,7 @@ class LocalExecutor:
                 r.future.exception(timeout=10)
             except Exception as exc:  # noqa: BLE001 - only waiting for the future to settle
                 log.debug("future of job %s did not settle: %s", r.job.id, exc)
-        self.drain_progress()
+        self._read_messages()
         for proc in processes.values():
             proc.join(timeout=5)  # reap, so that exitcode is known
         exit_codes = {pid: proc.exitcode for pid, proc in processes.items()}
