@@ -89,7 +89,8 @@ SPIKE_WINDOW = 2
 # Neighbouring anchors whose 16x9 block colours differ less than this are the same shot even if
 # their pixels differ a lot (a pan moves every pixel, not the colours of the regions).
 COARSE_GATE = 20.0
-FULL_BELOW_FRAMES = 360  # shorter files are simply decoded in full
+MERGE_GAP = 15  # frames: spike windows closer than this in one GOP are decoded as one span
+FULL_BELOW_FRAMES = 60  # shorter files are simply decoded in full
 FULL_IF_FRACTION = 0.5  # sparse is abandoned when it would decode this share of the frames
 INTRA_COST = 4.0  # decoding an intra picture costs about this many predicted ones
 # Motion = log10(ratio / MOTION_FLOOR) / log10(MOTION_CEIL / MOTION_FLOOR), clipped to 0..1,
@@ -525,22 +526,47 @@ def anchor_schedule(index: mv.PacketIndex, windows: np.ndarray, spacing: float) 
     return np.array(sorted(int(i) for i in chosen), dtype=np.int64)
 
 
+def window_groups(index: mv.PacketIndex, windows: np.ndarray) -> list[tuple[int, int, bool]]:
+    """Candidate windows as units of work: (lo, hi, single).
+
+    An intra window stands alone. Spike windows close together after the same intra frame are
+    merged into one span (decoding them one by one would decode the start of the GOP again and
+    again). ``single`` means one frame whose position is known: it may be settled from anchors.
+    """
+    if len(windows) == 0:
+        return []
+    intra = np.flatnonzero(index.intra)
+    is_intra = index.intra[windows[:, 0]] & (windows[:, 0] == windows[:, 1])
+    bucket = np.searchsorted(intra, windows[:, 0], side="right") - 1
+    groups: list[tuple[int, int, bool]] = []
+    current: list[int] | None = None  # [lo, hi, count, bucket]
+    for (lo, hi), intra_w, bk in zip(windows.tolist(), is_intra.tolist(), bucket.tolist()):
+        if intra_w:
+            groups.append((lo, hi, True))
+            current = None
+            continue
+        if (current is not None and current[3] == bk and groups and groups[-1][0] == current[0]
+                and lo - current[1] <= MERGE_GAP):
+            current[1] = max(current[1], hi)
+            current[2] += 1
+            groups[-1] = (current[0], current[1], False)
+        else:
+            current = [lo, hi, 1, bk]
+            groups.append((lo, hi, lo == hi))
+    return groups
+
+
 def sparse_estimate(index: mv.PacketIndex, windows: np.ndarray) -> float:
     """Rough decode cost of the sparse strategy, in predicted-frame units (for choosing)."""
     anchors = anchor_schedule(index, windows, ANCHOR_SPACING)
     cost = INTRA_COST * len(anchors)
-    if len(windows) == 0:
-        return cost
-    # Windows that cannot be settled from anchors (several between the same two intra frames,
-    # or an ambiguous position) are decoded from their keyframe.
-    intra = np.flatnonzero(index.intra)
-    bucket = np.searchsorted(intra, windows[:, 1], side="left")
-    _, inverse, counts = np.unique(bucket, return_inverse=True, return_counts=True)
-    exact = (windows[:, 0] < windows[:, 1]) | (counts[inverse] > 1)
-    if np.any(exact):
+    # Groups that cannot be settled from anchors are decoded from their keyframe.
+    exact = [(lo, hi) for lo, hi, single in window_groups(index, windows) if not single]
+    if exact:
+        span = np.array(exact, dtype=np.int64)
         keys = index.keyframes
-        start = keys[np.maximum(np.searchsorted(keys, windows[exact, 0], side="right") - 1, 0)]
-        cost += float(np.sum(windows[exact, 1] - start + 1))
+        start = keys[np.maximum(np.searchsorted(keys, span[:, 0], side="right") - 1, 0)]
+        cost += float(np.sum(span[:, 1] - start + 1))
     return cost
 
 
@@ -561,17 +587,25 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
     st.decode_intra(anchor_schedule(index, windows, ANCHOR_SPACING))
     progress(0.45)
 
-    # 1. Candidate windows: settled from the anchors around them, or decoded and scored.
+    # 1. Candidate windows, in order: settled from the decoded frames around them, or decoded
+    #    and scored. A proxy is only trusted when nothing else unsettled (and no accepted cut)
+    #    lies between the two frames it compares; frames decoded for earlier windows count as
+    #    neighbours too. Several spikes in one GOP are decoded as one span.
     accepted: set[int] = set()
-    anc = st.anchors()
-    for lo, hi in windows.tolist():
-        pos_a = int(np.searchsorted(anc, lo, side="left")) - 1
-        pos_b = int(np.searchsorted(anc, hi, side="left"))
-        a = int(anc[pos_a]) if pos_a >= 0 else None
-        b = int(anc[pos_b]) if pos_b < len(anc) else None
-        lone = a is not None and b is not None and int(np.sum(
-            (windows[:, 1] > a) & (windows[:, 0] <= b))) == 1
-        if lo != hi or not lone:
+    groups = window_groups(index, windows)
+    unsettled = set(range(len(groups)))
+    for g, (lo, hi, single) in enumerate(groups):
+        unsettled.discard(g)
+        have = np.array(sorted(st.frames.hsv), dtype=np.int64)
+        pos_a = int(np.searchsorted(have, lo, side="left")) - 1
+        a = int(have[pos_a]) if pos_a >= 0 else None
+        # The frame after: the window's own intra frame, or the first intra frame after it.
+        after = have[(have >= hi) & np.isin(have, st.intra)]
+        b = int(after[0]) if len(after) else None
+        clear = single and a is not None and b is not None and not any(
+            groups[o][1] > a and groups[o][0] <= b for o in unsettled) and not any(
+            a < c <= b for c in accepted)
+        if not clear:
             st.decode_exact(lo, hi)
             continue
         proxy = float(st.frames.scores([(a, b)])[0])
