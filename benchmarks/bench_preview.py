@@ -114,6 +114,15 @@ def track_analysis(truth) -> Analysis:
     return Analysis("audio", features, {"energy": energy})
 
 
+def keyframe_times(path: Path) -> list[float]:
+    """Keyframe times relative to the first frame, from packet flags (what the analysis stores)."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        packets = [(p.pts, p.is_keyframe) for p in c.demux(stream) if p.pts is not None]
+    first = min(pts for pts, _ in packets)
+    return sorted(float((pts - first) * stream.time_base) for pts, key in packets if key)
+
+
 def synthetic_scene_features(n_clips: int, scenes_per_clip: int, seed: int = 0) -> list[tuple]:
     rng = np.random.default_rng(seed)
     clips = []
@@ -175,7 +184,11 @@ def make_media(folder: Path, n_clips: int, clip_seconds: float, size: tuple[int,
         from montaged.synth.video import ClipTruth
 
         truth = ClipTruth(**meta[name]["truth"])
+        if "keyframe_times" not in meta[name]:
+            meta[name]["keyframe_times"] = keyframe_times(folder / name)
+            meta_path.write_text(json.dumps(meta))
         analyses[folder / name] = clip_analysis(truth, seed=i)
+        analyses[folder / name].arrays["keyframe_times"] = np.asarray(meta[name]["keyframe_times"])
     track_key = f"track:{track_seconds}"
     track_path = folder / "track.m4a"
     if meta.get("track", {}).get("key") != track_key or not track_path.is_file():
