@@ -17,8 +17,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # One stamp per set of extras, redone when pyproject.toml changes.
+$(VENV)/.installed-base: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
 $(VENV)/.installed-%: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(subst base,,$*)]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$*]'
 	@touch $@
 
 test: $(VENV)/.installed-test
