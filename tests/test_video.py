@@ -142,9 +142,9 @@ def test_layouts_really_have_the_gop_structure_they_claim(layouts):
 
 
 def test_sparse_decodes_a_fraction_of_a_long_gop_file(tmp_path):
-    # 40 s with a 1 s GOP: the sparse path must not decode everything.
-    truth = make_clip(tmp_path / "long.mp4", duration=40.0, fps=10, size=(160, 90), gop=10,
-                      cuts=[55, 130, 260, 333], scenecut=True)
+    # 30 s with a 1 s GOP: the sparse path must not decode everything.
+    truth = make_clip(tmp_path / "long.mp4", duration=30.0, fps=15, size=(320, 180), gop=15,
+                      cuts=[55, 130, 260, 333], scenecut=True, noise=0.01)
     analysis = analyse(truth.path, "sparse")
     assert cuts_of(analysis) == truth.cut_frames
     assert len(analysis.arrays["decoded_frames"]) < 0.5 * truth.n_frames
@@ -322,3 +322,19 @@ def test_not_media_is_refused_by_analyze_path(tmp_path):
     p.write_bytes(os.urandom(50_000))
     with pytest.raises(MediaError, match="not a media file: junk.mp4"):
         analyze_path(str(p))
+
+
+def test_span_decoding_continues_inside_a_gop_and_matches_a_full_decode(tmp_path):
+    truth = make_clip(tmp_path / "long_gop.mp4", duration=5.0, gop=250, cuts=[50, 100])
+    pts_all, frames_all, _ = mv.decode_all(truth.path, size=(64, 36), fmt="bgrp")
+    with mv.VideoFile(truth.path) as vf:
+        index = vf.scan()
+        assert np.array_equal(index.pts, pts_all)
+        for first, last in [(10, 14), (40, 44), (41, 43), (100, 103), (5, 6), (146, 149)]:
+            got = vf.decode_span(index, first, last, size=(64, 36), fmt="bgrp")
+            assert got.indices.tolist() == list(range(first, last + 1))
+            assert np.array_equal(got.images, frames_all[first:last + 1]), (first, last)
+        intra = vf.decode_intra(index, [0], size=(64, 36), fmt="bgrp")  # moves the demuxer
+        got = vf.decode_span(index, 120, 121, size=(64, 36), fmt="bgrp")
+        assert np.array_equal(got.images, frames_all[120:122])
+    assert intra.indices.tolist() == [0]

@@ -82,16 +82,19 @@ MIN_SCENE_LEN = 15  # frames, ContentDetector default
 # this much either way: within the margin, decode and score exactly.
 PROXY_MARGIN = 12.0
 ANCHOR_SPACING = 4.0  # seconds between anchors where nothing happens
-SPIKE_RATIO = 1.5  # P frame size / median of the previous SPIKE_WINDOW P frames ...
+SPIKE_RATIO = 1.4  # P frame size / median of the previous SPIKE_WINDOW P frames ...
 SPIKE_INTRA_FRACTION = 0.2  # ... and / the size of the intra frames around it,
-SPIKE_STRONG = 3.0  # ... unless the jump alone is this large (VP9 codes cuts from golden frames)
+SPIKE_STRONG = 3.0  # ... or the jump alone is this large (VP9 codes cuts from golden frames)
+SPIKE_STRONG_FRACTION = 0.1  # ... and still this fraction of an intra frame (not a few bytes)
+SPIKE_B_RATIO = 2.2  # B frame size / median of the previous SPIKE_WINDOW B frames ...
+SPIKE_B_INTRA_FRACTION = 0.1  # ... and / the size of the intra frames around it
 SPIKE_WINDOW = 2
 # Neighbouring anchors whose 16x9 block colours differ less than this are the same shot even if
 # their pixels differ a lot (a pan moves every pixel, not the colours of the regions).
 COARSE_GATE = 20.0
 MERGE_GAP = 15  # frames: spike windows closer than this in one GOP are decoded as one span
 FULL_BELOW_FRAMES = 60  # shorter files are simply decoded in full
-FULL_IF_FRACTION = 0.5  # sparse is abandoned when it would decode this share of the frames
+FULL_IF_FRACTION = 0.85  # sparse is abandoned when it would decode this share of the frames
 INTRA_COST = 4.0  # decoding an intra picture costs about this many predicted ones
 # Motion = log10(ratio / MOTION_FLOOR) / log10(MOTION_CEIL / MOTION_FLOOR), clipped to 0..1,
 # where ratio = predicted frame size / intra frame size: 0.005 (a locked-off shot) -> 0,
@@ -195,34 +198,45 @@ def _median_of_previous(values: np.ndarray, window: int) -> np.ndarray:
         return np.nanmedian(view, axis=1)
 
 
-def size_spikes(index: mv.PacketIndex) -> np.ndarray:
-    """Display indices of predicted (P) frames much larger than the P frames before them.
-
-    The first frame after a cut cannot be predicted from the frames before it, so it is coded
-    mostly intra. If the cut falls on a B frame, the next P frame still has to be predicted
-    from the old shot, so a cut always shows as a P spike at or just after it (B frames in
-    between are predicted backwards from that P frame and stay small).
-    """
-    size = index.size.astype(np.float64)
-    intra_idx = np.flatnonzero(index.intra)
-    if len(intra_idx) == 0:
-        return np.zeros(0, dtype=np.int64)
-    intra_ref = np.interp(np.arange(len(size)), intra_idx, size[intra_idx])
-    # Codecs without parsed picture types (VP9, ...) have only intra and "other" frames.
-    has_types = bool(np.any(index.ptype[~index.intra] != mv.UNKNOWN))
-    if has_types:
-        sel = np.flatnonzero((index.ptype == mv.P_FRAME) & ~index.intra)
-    else:
-        sel = np.flatnonzero(~index.intra)
+def _spikes_of_type(size: np.ndarray, sel: np.ndarray, intra_ref: np.ndarray, ratio: float,
+                    fraction: float) -> np.ndarray:
+    """Frames of ``sel`` (one picture type) that jump above the previous ones of that type."""
     if len(sel) < 2:
         return np.zeros(0, dtype=np.int64)
     s = size[sel]
     before = _median_of_previous(s, SPIKE_WINDOW)
     with np.errstate(invalid="ignore"):
-        hit = ((s >= SPIKE_RATIO * before) & (s >= SPIKE_INTRA_FRACTION * intra_ref[sel])) | (
-            s >= SPIKE_STRONG * before)
+        hit = ((s >= ratio * before) & (s >= fraction * intra_ref[sel])) | (
+            (s >= SPIKE_STRONG * before) & (s >= SPIKE_STRONG_FRACTION * intra_ref[sel]))
     hit &= ~np.isnan(before)
     return sel[hit].astype(np.int64)
+
+
+def size_spikes(index: mv.PacketIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(P spikes, B spikes): display indices of predicted frames much larger than the frames of
+    their type before them.
+
+    The first frame after a cut cannot be predicted from the frames before it, so it is coded
+    mostly intra. If the cut falls on a B frame, the next P frame still has to be predicted
+    from the old shot, so a cut shows as a P spike at or just after it; the B frames of the new
+    shot are often larger too (their only good reference is that P frame).
+    """
+    size = index.size.astype(np.float64)
+    intra_idx = np.flatnonzero(index.intra)
+    empty = np.zeros(0, dtype=np.int64)
+    if len(intra_idx) == 0:
+        return empty, empty
+    intra_ref = np.interp(np.arange(len(size)), intra_idx, size[intra_idx])
+    # Codecs without parsed picture types (VP9, ...) have only intra and "other" frames.
+    has_types = bool(np.any(index.ptype[~index.intra] != mv.UNKNOWN))
+    if not has_types:
+        return _spikes_of_type(size, np.flatnonzero(~index.intra), intra_ref, SPIKE_RATIO,
+                               SPIKE_INTRA_FRACTION), empty
+    p = _spikes_of_type(size, np.flatnonzero((index.ptype == mv.P_FRAME) & ~index.intra),
+                        intra_ref, SPIKE_RATIO, SPIKE_INTRA_FRACTION)
+    b = _spikes_of_type(size, np.flatnonzero(index.ptype == mv.B_FRAME), intra_ref,
+                        SPIKE_B_RATIO, SPIKE_B_INTRA_FRACTION)
+    return p, b
 
 
 def keyframe_grid(index: mv.PacketIndex) -> int | None:
@@ -265,14 +279,19 @@ def candidate_windows(index: mv.PacketIndex) -> np.ndarray:
     is s or one of the B frames between p and s.
     """
     intra_c = intra_candidates(index)
-    spikes = size_spikes(index)
-    if len(spikes):
-        refs = np.flatnonzero(index.intra | (index.ptype == mv.P_FRAME) | (index.ptype == mv.UNKNOWN))
-        prev_ref = refs[np.maximum(np.searchsorted(refs, spikes, side="left") - 1, 0)]
-        lo = np.maximum(np.minimum(prev_ref + 1, spikes), 1)
-        spike_w = np.stack([lo, spikes], axis=1)
-    else:
-        spike_w = np.zeros((0, 2), dtype=np.int64)
+    p_spikes, b_spikes = size_spikes(index)
+    refs = np.flatnonzero(index.intra | (index.ptype == mv.P_FRAME) | (index.ptype == mv.UNKNOWN))
+    spike_w = np.zeros((0, 2), dtype=np.int64)
+    if len(p_spikes):
+        prev_ref = refs[np.maximum(np.searchsorted(refs, p_spikes, side="left") - 1, 0)]
+        lo = np.maximum(np.minimum(prev_ref + 1, p_spikes), 1)
+        spike_w = np.stack([lo, p_spikes], axis=1)
+    if len(b_spikes):
+        # A large B frame: the cut is in its run of B frames or on the P frame that ends it.
+        prev_ref = refs[np.maximum(np.searchsorted(refs, b_spikes, side="left") - 1, 0)]
+        nxt = np.searchsorted(refs, b_spikes, side="right")
+        next_ref = np.where(nxt < len(refs), refs[np.minimum(nxt, len(refs) - 1)], b_spikes)
+        spike_w = np.concatenate([spike_w, np.stack([np.maximum(prev_ref + 1, 1), next_ref], axis=1)])
     intra_w = np.stack([intra_c, intra_c], axis=1) if len(intra_c) else np.zeros((0, 2), np.int64)
     windows = np.concatenate([intra_w, spike_w]).astype(np.int64)
     if len(windows) == 0:
@@ -561,12 +580,15 @@ def sparse_estimate(index: mv.PacketIndex, windows: np.ndarray) -> float:
     anchors = anchor_schedule(index, windows, ANCHOR_SPACING)
     cost = INTRA_COST * len(anchors)
     # Groups that cannot be settled from anchors are decoded from their keyframe.
+    # Groups that cannot be settled from anchors are decoded from their keyframe; spans in one
+    # GOP share one pass (the span decoder continues forward), so each GOP costs up to its last.
     exact = [(lo, hi) for lo, hi, single in window_groups(index, windows) if not single]
     if exact:
         span = np.array(exact, dtype=np.int64)
         keys = index.keyframes
         start = keys[np.maximum(np.searchsorted(keys, span[:, 0], side="right") - 1, 0)]
-        cost += float(np.sum(span[:, 1] - start + 1))
+        for key in np.unique(start):
+            cost += float(span[start == key, 1].max() - key + 1)
     return cost
 
 

@@ -298,6 +298,21 @@ class _DecodeErrors:
 # --------------------------------------------------------------------------------------------
 # The file
 
+_MAX_PENDING = 32  # decoded frames kept for the next span
+_MAX_PAST = 24  # packets fed after a span's last one while waiting for reordered frames
+
+
+@dataclass
+class _Cursor:
+    """A span decoder left open so the next span in the same GOP can continue from it."""
+
+    ctx: object
+    packets: object  # iterator over the demuxer, positioned after the last packet fed
+    key: int  # display index of the keyframe it started from
+    reads: int  # VideoFile._reads when it was made: any other read moves the demuxer
+    fed: int = -1  # decode position of the last packet fed
+    pending: dict = field(default_factory=dict)  # pts -> av.VideoFrame decoded past the span
+
 
 class VideoFile:
     """One open video file: scanning and decoding share a single demuxer.
@@ -324,7 +339,8 @@ class VideoFile:
         self.stream_index = self.stream.index
         self.codec = self.stream.codec_context.name
         self.time_base = self.stream.time_base or Fraction(1, 90000)
-        self._span_decoder = None
+        self._cursor: _Cursor | None = None
+        self._reads = 0  # demuxer repositionings: a cursor is only valid if none happened since
         self._convert = _Converter()
 
     def __enter__(self) -> "VideoFile":
@@ -394,6 +410,8 @@ class VideoFile:
     # ---------------------------------------------------------------- plumbing
 
     def _seek(self, pts: int | None) -> None:
+        self._reads += 1  # the demuxer moves: an open span cursor no longer follows it
+        self._cursor = None
         try:
             self.container.seek(0 if pts is None else int(pts), stream=self.stream, backward=True,
                                 any_frame=False)
@@ -403,7 +421,6 @@ class VideoFile:
             self.container.close()
             self.container = open_input(self.path)
             self.stream = [s for s in self.container.streams.video if s.index == self.stream_index][0]
-            self._span_decoder = None
 
     def _new_decoder(self, *, loop_filter: str, threads: str):
         """A decoder of this stream's codec, configured from its extradata."""
@@ -418,8 +435,12 @@ class VideoFile:
         return ctx
 
     def _packets_from(self, key_pts: int):
-        """Demux packets of the stream from the keyframe at ``key_pts`` on."""
+        """Seek to the keyframe at ``key_pts`` (now) and return an iterator over the packets of
+        the stream from there on."""
         self._seek(key_pts)
+        return self._demux()
+
+    def _demux(self):
         try:
             for packet in self.container.demux(self.stream):
                 if packet.size == 0:
@@ -496,44 +517,68 @@ class VideoFile:
         """Decode display frames ``first..last`` (inclusive) from the keyframe before ``first``.
 
         Only the frames in ``keep`` (default: all of first..last) are converted and returned.
+        Successive calls that move forward inside one GOP continue from where the previous one
+        stopped instead of decoding the GOP again from its keyframe (a long GOP with several
+        cuts would otherwise cost its start once per cut).
         """
         n = len(index)
         first = max(0, int(first))
         last = min(n - 1, int(last))
         keep_set = set(range(first, last + 1)) if keep is None else {int(i) for i in keep}
         want_pts = {int(index.pts[i]): i for i in keep_set if 0 <= i < n}
+        if last < first or not want_pts:
+            return Decoded(np.zeros(0, np.int64), _stack([]), 0)
         keys = index.keyframes
         pos = np.searchsorted(keys, first, side="right") - 1
         start_key = int(keys[pos]) if pos >= 0 else 0
-        # The last packet needed, in file order: B-frames shown before a P frame are stored
-        # after it, so it is the latest of the range's packets, not the last one shown.
-        stop_after = int(np.max(index.decode_order[first:last + 1])) if last >= first else -1
+        # Packets needed, in file order: B frames shown before a P frame are stored after it,
+        # so the range's packets run from the earliest to the latest of their positions.
+        need_from = int(np.min(index.decode_order[first:last + 1]))
+        stop_after = int(np.max(index.decode_order[first:last + 1]))
         position = index.pts_position()
-        ctx = self._new_decoder(loop_filter="noref", threads="AUTO")
+        cur = self._cursor
+        if (cur is None or cur.key != start_key or cur.fed >= need_from
+                or cur.reads != self._reads):
+            cur = _Cursor(ctx=self._new_decoder(loop_filter="noref", threads="AUTO"),
+                          packets=self._packets_from(int(index.pts[start_key])),
+                          key=start_key, reads=self._reads)
+        self._cursor = None
         errors = [0]
         got: dict[int, np.ndarray] = {}
 
         def take(frames) -> None:
             for frame in frames:
-                if frame.pts in want_pts and frame.pts not in got:
-                    got[frame.pts] = self._convert(frame, size, fmt)
+                if frame.pts in want_pts:
+                    if frame.pts not in got:
+                        got[frame.pts] = self._convert(frame, size, fmt)
+                elif position.get(frame.pts, -1) > last and len(cur.pending) < _MAX_PENDING:
+                    cur.pending[frame.pts] = frame  # shown after this range: maybe wanted next
 
-        # Until the first packet of the range, pictures nothing refers to (most B frames) are
-        # not needed: the decoder drops them unread.
-        need_from = int(np.min(index.decode_order[first:last + 1])) if last >= first else 0
-        ctx.skip_frame = "NONREF"
+        take(list(cur.pending.values()))
+        cur.pending = {p: f for p, f in cur.pending.items() if position.get(p, -1) > last}
+        drained = False
         with _DecodeErrors() as damage:
-            for packet in self._packets_from(int(index.pts[start_key])):
+            past = 0
+            for packet in cur.packets:
                 j = position.get(packet.pts if packet.pts is not None else packet.dts)
-                if j is None or index.decode_order[j] >= need_from:
-                    ctx.skip_frame = "DEFAULT"
-                take(self._decode(ctx, packet, errors))
+                dpos = int(index.decode_order[j]) if j is not None else cur.fed + 1
+                # Before the range, pictures nothing refers to (most B frames) are not needed:
+                # the decoder drops them unread.
+                cur.ctx.skip_frame = "NONREF" if dpos < need_from else "DEFAULT"
+                take(self._decode(cur.ctx, packet, errors))
+                cur.fed = max(cur.fed, dpos)
                 if len(got) == len(want_pts):
                     break
-                if j is not None and index.decode_order[j] >= stop_after:
-                    break
-            take(self._decode(ctx, None, errors))
+                if dpos >= stop_after:
+                    past += 1  # frames still held for reordering come out a few packets later
+                    if past > _MAX_PAST:
+                        break
+            if len(got) < len(want_pts):
+                take(self._decode(cur.ctx, None, errors))
+                drained = True
         errors[0] += damage.count
+        if not drained:
+            self._cursor = cur
         found = sorted(want_pts[p] for p in got)
         images = [got[int(index.pts[i])] for i in found]
         return Decoded(np.asarray(found, dtype=np.int64), _stack(images), errors[0])
