@@ -5,16 +5,22 @@ Each iteration starts the daemon, drops a new folder (a new clip, a copy of a cl
 the music and a manifest), and kills the daemon's whole process group (daemon, analysis workers,
 render worker and its segment processes) after a random delay within the expected run time, so
 kills land during start-up, settling, hashing, analysis, planning, rendering and database
-commits. Work piles up across iterations, so later kills hit a daemon that is resuming. At the
-end a last daemon finishes everything and the state is checked."""
+commits. One kill in four hits the daemon alone, as the OOM killer would, leaving its workers
+as orphans. Work piles up across iterations, so later kills hit a daemon that is resuming. At
+the end a last daemon finishes everything and the state is checked.
+
+MONTAGED_CRASH_SEED replays a sequence of delays; MONTAGED_CRASH_ITERATIONS sets the count."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
 import signal
+import sqlite3
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -42,11 +48,9 @@ pytestmark = pytest.mark.slow
 ITERATIONS = int(os.environ.get("MONTAGED_CRASH_ITERATIONS", 60 if SOAK else 20))
 MAX_DELAY = 6.0  # seconds: about the time a folder takes from drop to preview on this box
 
+
 def phase_of(state: Path, pid: int) -> str:
     """What the daemon was doing just before the kill, from the store (read-only)."""
-    import json
-    import sqlite3
-
     try:
         with contextlib.closing(sqlite3.connect(f"file:{state / 'montaged.db'}?mode=ro", uri=True, timeout=5)) as c:
             meta = c.execute("SELECT value FROM meta WHERE key = 'daemon'").fetchone()
@@ -193,8 +197,6 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
 
 
 def dead_pid() -> int:
-    import subprocess
-
     p = subprocess.Popen(["true"])
     p.wait()
     return p.pid
