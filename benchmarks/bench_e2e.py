@@ -34,6 +34,7 @@ import platform
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -60,11 +61,13 @@ TARGET_IDLE_CPU = 1.0  # percent of one core
 COPY_SPEED = 40.0  # x real time: 20 s of footage in 0.5 s
 POLL = 0.01  # seconds between looks at the preview's inode
 MEDIA_VERSION = 1  # bump to regenerate the cached media
+CAMERA_BITRATE = 17_000_000  # a phone's 1080p30 H.264, as bench_video uses
 
 
 @dataclass(frozen=True)
 class Spec:
     clips: int
+    unique: int  # clips actually encoded; the others are distinct copies of them
     clip_seconds: float
     size: tuple[int, int]
     track_seconds: float
@@ -77,13 +80,13 @@ class Spec:
     settle_seconds: float | None = None  # None: the daemon's default (3 s); the smoke run shortens it
 
 
-FULL = Spec(clips=12, clip_seconds=20.0, size=(1920, 1080), track_seconds=180.0, preview_seconds=60.0,
+FULL = Spec(clips=12, unique=6, clip_seconds=20.0, size=(1920, 1080), track_seconds=180.0, preview_seconds=60.0,
             warm_runs=5, cold_runs=3, scale_files=2000, idle_seconds=30.0, status_runs=11)
-SMOKE = Spec(clips=2, clip_seconds=3.0, size=(320, 180), track_seconds=12.0, preview_seconds=5.0,
+SMOKE = Spec(clips=2, unique=2, clip_seconds=3.0, size=(320, 180), track_seconds=12.0, preview_seconds=5.0,
              warm_runs=2, cold_runs=1, scale_files=20, idle_seconds=1.0, status_runs=3, settle_seconds=0.5)
 # What a cold daemon chews on first, so its pools are started: content unlike the measured media
 # (other lengths), or the measured files would be recognised by their digest and not analysed.
-WARMUP = Spec(clips=1, clip_seconds=2.0, size=(320, 180), track_seconds=8.0, preview_seconds=3.0,
+WARMUP = Spec(clips=1, unique=1, clip_seconds=2.0, size=(320, 180), track_seconds=8.0, preview_seconds=3.0,
               warm_runs=0, cold_runs=0, scale_files=0, idle_seconds=0.0, status_runs=0)
 
 
@@ -129,27 +132,50 @@ def say(message: str) -> None:
 
 
 def clip_plan(spec: Spec) -> list[dict]:
-    """make_clip arguments of every clip: 25 and 30 fps, two portrait (coded landscape, rotation
-    90, as phones record), a 1-s GOP, 2 to 4 cuts at uneven places."""
+    """make_clip arguments of every clip: 25 and 30 fps, portrait phone clips (coded landscape,
+    rotation 90, as phones record), a 1-s GOP, 2 to 4 cuts at uneven places; at 1080p,
+    camera-like: sensor noise and 17 Mbit/s, so decoding costs what real footage costs.
+
+    Only ``spec.unique`` clips are encoded (a camera-like 20 s 1080p encode costs about 90 s of
+    CPU); clip ``i`` beyond those is a copy of clip ``i % unique`` made distinct by an MP4 ``free``
+    box (see :func:`distinct_copy`): different content digest, so it is analysed and decoded like
+    any other file, at the cost of a file copy."""
+    camera = spec.size[1] >= 720
     plan = []
-    portrait = {3, 8} if spec.clips > 8 else {spec.clips - 1}
+    portrait = 3 if spec.unique > 3 else spec.unique - 1
     for i in range(spec.clips):
+        name = f"clip{i:02d}.mp4"
+        if i >= spec.unique:
+            plan.append({**plan[i % spec.unique], "name": name, "copy_of": plan[i % spec.unique]["name"],
+                         "copy": i // spec.unique})
+            continue
         fps = 25 if i % 3 == 1 else 30
         n = int(round(spec.clip_seconds * fps))
         k = 2 + i % 3
         jitter = (i * 7 % 11) - 5 if n > 200 else 0
         cuts = sorted({int(n * (j + 1) / (k + 1)) + jitter for j in range(k)})
-        plan.append({"name": f"clip{i:02d}.mp4", "duration": spec.clip_seconds, "fps": fps,
-                     "size": list(spec.size), "cuts": cuts, "gop": fps, "rotation": 90 if i in portrait else 0,
-                     "seed": i + 1, "noise": 0.01})
+        plan.append({"name": name, "duration": spec.clip_seconds, "fps": fps,
+                     "size": list(spec.size), "cuts": cuts, "gop": fps, "rotation": 90 if i == portrait else 0,
+                     "seed": i + 1, "noise": 0.02 if camera else 0.0, "bitrate": CAMERA_BITRATE if camera else None})
     return plan
+
+
+def distinct_copy(src: Path, dst: Path, tag: str) -> None:
+    """Copy an MP4 and append a top-level ``free`` box holding ``tag``: players and demuxers skip
+    ``free`` boxes, so the copy decodes exactly like the original but has another digest."""
+    payload = f"montaged-bench copy {tag}".encode()
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    with open(tmp, "ab") as f:
+        f.write(struct.pack(">I4s", 8 + len(payload), b"free") + payload)
+    os.replace(tmp, dst)
 
 
 def _make_clip(path: str, args: dict) -> str:
     from montaged.synth.video import make_clip
 
     make_clip(path, duration=args["duration"], fps=args["fps"], size=tuple(args["size"]), cuts=args["cuts"],
-              gop=args["gop"], rotation=args["rotation"], seed=args["seed"], noise=args["noise"])
+              gop=args["gop"], rotation=args["rotation"], seed=args["seed"], noise=args["noise"], bitrate=args["bitrate"])
     return path
 
 
@@ -163,7 +189,7 @@ def _make_track(path: str, seconds: float) -> str:
 def media(spec: Spec, cache: Path = CACHE) -> dict:
     """The clips and the track (generated once, two at a time, then reused): {name: path}, plus
     {"_seconds": {name: real-time length}}."""
-    folder = cache / f"{spec.size[1]}p-{spec.clips}x{spec.clip_seconds:g}s"
+    folder = cache / f"{spec.size[1]}p-{spec.clip_seconds:g}s"
     folder.mkdir(parents=True, exist_ok=True)
     index_path = folder / "media.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
@@ -171,7 +197,7 @@ def media(spec: Spec, cache: Path = CACHE) -> dict:
     plan = clip_plan(spec)
     for args in plan:
         key = json.dumps([MEDIA_VERSION, args], sort_keys=True)
-        if index.get(args["name"]) != key or not (folder / args["name"]).is_file():
+        if "copy_of" not in args and (index.get(args["name"]) != key or not (folder / args["name"]).is_file()):
             todo.append(("clip", args, key))
     track_key = json.dumps([MEDIA_VERSION, "track", spec.track_seconds])
     if index.get("track.m4a") != track_key or not (folder / "track.m4a").is_file():
@@ -193,6 +219,13 @@ def media(spec: Spec, cache: Path = CACHE) -> dict:
                 index[name] = key
                 index_path.write_text(json.dumps(index, indent=1))
                 say(f"    {name} ({time.perf_counter() - started:.0f} s)")
+    for args in plan:
+        if "copy_of" in args:
+            key = json.dumps([MEDIA_VERSION, args, index.get(args["copy_of"])], sort_keys=True)
+            if index.get(args["name"]) != key or not (folder / args["name"]).is_file():
+                distinct_copy(folder / args["copy_of"], folder / args["name"], f"{args['copy']} of {args['copy_of']}")
+                index[args["name"]] = key
+                index_path.write_text(json.dumps(index, indent=1))
     files = {a["name"]: folder / a["name"] for a in plan}
     files["track.m4a"] = folder / "track.m4a"
     seconds = {a["name"]: a["duration"] for a in plan}
@@ -413,8 +446,8 @@ def write_manifest(path: Path, duration: float, seed: int) -> float:
 
 
 def check_preview(path: Path, duration: float) -> dict:
-    """The preview is a real H.264 + AAC file of the asked length (so a number is never measured
-    on a broken output)."""
+    """The preview is a real H.264 + AAC file as long as its edit list says (and near the asked
+    length: the plan ends on a beat), so a number is never measured on a broken output."""
     import av
 
     with av.open(str(path)) as c:
@@ -422,8 +455,12 @@ def check_preview(path: Path, duration: float) -> dict:
         info = {"width": v.codec_context.width, "height": v.codec_context.height, "codec": v.codec_context.name,
                 "audio": c.streams.audio[0].codec_context.name if c.streams.audio else None,
                 "duration": round(float(c.duration / 1e6), 2) if c.duration else None}
-    if info["codec"] != "h264" or info["audio"] != "aac" or not info["duration"] or abs(info["duration"] - duration) > 1.0:
-        raise RuntimeError(f"unexpected preview {path}: {info}")
+    edl = path.with_name("preview.edl.json")
+    planned = json.loads(edl.read_text())["duration"] if edl.is_file() else duration
+    info["cuts"] = len(json.loads(edl.read_text())["cuts"]) if edl.is_file() else None
+    if (info["codec"] != "h264" or info["audio"] != "aac" or not info["duration"]
+            or abs(info["duration"] - planned) > 0.2 or abs(planned - duration) > 0.1 * duration + 1.0):
+        raise RuntimeError(f"unexpected preview {path}: {info}, planned {planned} s, asked {duration} s")
     return info
 
 
@@ -643,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     t_total = time.perf_counter()
     if only & {"warm", "cold"}:
         files = media(spec, args.cache)
-        report["media"] = {"clips": spec.clips, "clip_seconds": spec.clip_seconds, "size": list(spec.size),
+        report["media"] = {"clips": spec.clips, "encoded": spec.unique, "clip_seconds": spec.clip_seconds, "size": list(spec.size),
+                           "bitrate": files["plan"][0]["bitrate"], "noise": files["plan"][0]["noise"],
                            "track_seconds": spec.track_seconds, "gop_seconds": 1,
                            "portrait": sum(1 for a in files["plan"] if a["rotation"]), "fps": sorted({a["fps"] for a in files["plan"]})}
     work = args.work or Path(tempfile.mkdtemp(prefix="montaged-bench-"))
