@@ -409,12 +409,12 @@ class Daemon:
 
     # ---- jobs ------------------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        from montaged.tasks import analyze_task, render_task
+        from montaged.tasks import analyze_task, proxy_task, render_task
 
         # A read first: an idle daemon must not open a write transaction five times a second.
         if not jobs.work_available(self.store):
             return
-        for pool, kinds in (("render", ("render",)), ("analysis", ("analyze",))):
+        for pool, kinds in (("render", ("render",)), ("analysis", ("analyze",)), ("proxy", ("proxy",))):
             free = self.executor.free_slots(pool)
             if free <= 0:
                 continue
@@ -426,6 +426,13 @@ class Daemon:
                         continue
                     log.info("analysing %s", path, extra={"path": path, "job": job.id})
                     self.executor.submit(job, pool, analyze_task, path)
+                elif job.kind == JobKind.PROXY:
+                    path = self._job_file_path(job)
+                    if path is None:
+                        jobs.fail_job(self.store, job, "the file is gone", retryable=False, max_attempts=1, backoff=0)
+                        continue
+                    dest = str(self.store.proxy_path(job.digest))
+                    self.executor.submit(job, pool, proxy_task, path, dest, self.settings.preview.proxy_height)
                 else:
                     log.info("rendering the preview of %s", job.path, extra={"folder": job.path, "job": job.id})
                     self.executor.submit(job, pool, render_task, job.payload)
@@ -448,12 +455,16 @@ class Daemon:
                     jobs.finish_analysis(self.store, job, out.result)
                     log.info("analysed %s", job.path, extra=ctx)
                     self._inputs_changed(job.path)
+                    if out.result.kind == "video" and self.settings.preview.proxies:
+                        jobs.enqueue_proxy(self.store, job)
                 elif job.kind == JobKind.RENDER:
                     preview = out.result.get("preview", "")
                     jobs.finish_render(self.store, job, preview)
                     log.info("preview ready: %s", preview, extra={"job": job.id, "folder": job.path, "path": preview})
                 else:
                     jobs.finish_job(self.store, job)
+                    if job.kind == JobKind.PROXY:
+                        log.info("render proxy made for %s", job.path, extra=ctx)
             elif not out.charged:
                 jobs.requeue_uncharged(self.store, job)
             else:
@@ -533,15 +544,18 @@ class Daemon:
             for p, (state, _, err) in states.items()
             if p != str(inputs.music) and state != "analyzed"
         ]
-        analyses = {}
+        analyses, proxies = {}, {}
         for p, (state, digest, _) in states.items():
             if state == "analyzed":
                 analysis = self.store.get_features(digest)
                 if analysis is not None:
                     analyses[Path(p)] = analysis
-        self._plan_and_queue(folder, path, analyses, warnings)
+                    proxy = self.store.proxy_path(digest)
+                    if analysis.kind == "video" and self.settings.preview.proxies and proxy.exists():
+                        proxies[str(Path(p).relative_to(path))] = str(proxy)
+        self._plan_and_queue(folder, path, analyses, warnings, proxies)
 
-    def _plan_and_queue(self, folder, path: Path, analyses: dict, warnings: list[str]) -> None:
+    def _plan_and_queue(self, folder, path: Path, analyses: dict, warnings: list[str], proxies: dict | None = None) -> None:
         import dataclasses
 
         from montaged.montage.preview import plan_folder
@@ -555,11 +569,13 @@ class Daemon:
             "folder": str(path),
             "out_dir": str(out_dir),
             "preview": dataclasses.asdict(self.settings.preview),
+            "proxies": proxies or {},  # {source as named in the edit: proxy path}
         }
         job_id = jobs.start_render(self.store, folder["id"], folder["path"], payload, warnings)
         log.info(
-            "planned %d cuts for %s in %.0f ms; render job %d queued",
+            "planned %d cuts for %s in %.0f ms; render job %d queued (%d of %d clips from proxies)",
             len(edit.to_dict()["cuts"]), path, (time.perf_counter() - started) * 1000, job_id,
+            len(proxies or {}), sum(1 for a in analyses.values() if a.kind == "video"),
             extra={"folder": str(path), "job": job_id},
         )
 

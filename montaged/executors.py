@@ -58,9 +58,11 @@ _progress_queue = None
 _current_job: int | None = None
 
 
-def _worker_init(progress_queue, memory_limit_mb: int = 0) -> None:
+def _worker_init(progress_queue, memory_limit_mb: int = 0, nice: int = 0) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    if nice:
+        os.nice(nice)
     if memory_limit_mb:
         import resource
 
@@ -109,23 +111,24 @@ def classify_error(exc: BaseException) -> tuple[str, bool]:
 
 
 class LocalExecutor:
-    """Process pools on this machine: ``analysis`` (``processes`` workers) and ``render`` (one
-    warm worker, so a preview never queues behind analysis and starts without import cost)."""
+    """Process pools on this machine: ``analysis`` (``processes`` workers), ``render`` (one
+    warm worker, so a preview never queues behind analysis and starts without import cost) and
+    ``proxy`` (one niced worker: proxies are made with the CPU nobody else wants)."""
 
     kind = "process"
 
     def __init__(self, processes: int, *, render_processes: int = 1, memory_limit_mb: int = 0):
         self.memory_limit_mb = memory_limit_mb
-        self.sizes = {"analysis": processes or os.cpu_count() or 1, "render": max(1, render_processes)}
+        self.sizes = {"analysis": processes or os.cpu_count() or 1, "render": max(1, render_processes), "proxy": 1}
         self._ctx = multiprocessing.get_context("spawn")
         # SimpleQueue writes synchronously: a worker that dies right after "start" has still told
         # us its pid (a Queue's feeder thread would have died with the message).
         self._progress = self._ctx.SimpleQueue()
-        self._pools: dict[str, ProcessPoolExecutor | None] = {"analysis": None, "render": None}
+        self._pools: dict[str, ProcessPoolExecutor | None] = {"analysis": None, "render": None, "proxy": None}
         self._running: dict[int, _Running] = {}
         # pid -> Process of every worker we have seen, per pool: a broken pool forgets its
         # processes, but their exit codes tell which job killed its worker.
-        self._workers: dict[str, dict[int, object]] = {"analysis": {}, "render": {}}
+        self._workers: dict[str, dict[int, object]] = {"analysis": {}, "render": {}, "proxy": {}}
         self.pool_rebuilds = 0
         self.progress: dict[int, float] = {}
         self._unreported: dict[int, float] = {}
@@ -139,7 +142,8 @@ class LocalExecutor:
             pool = ProcessPoolExecutor(
                 max_workers=self.sizes[name], mp_context=self._ctx,
                 # The render pool is not limited: it fans out to its own segment processes.
-                initializer=_worker_init, initargs=(self._progress, self.memory_limit_mb if name == "analysis" else 0),
+                initializer=_worker_init,
+                initargs=(self._progress, self.memory_limit_mb if name == "analysis" else 0, 10 if name == "proxy" else 0),
             )
             self._pools[name] = pool
         return pool

@@ -240,6 +240,24 @@ def files_needing_digest(store: Store) -> list[tuple[int, str]]:
 # Jobs
 
 
+PROXY_PRIORITY = -10  # after every analysis: proxies are made in idle time
+
+
+def enqueue_proxy(store: Store, job: Job) -> bool:
+    """Ask for a render proxy of the video just analysed by ``job`` (once per content)."""
+    with store.atomic() as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM jobs WHERE kind = 'proxy' AND digest = ? AND state IN ('queued', 'running', 'done') LIMIT 1", (job.digest,)
+        ).fetchone()
+        if exists:
+            return False
+        conn.execute(
+            "INSERT INTO jobs (kind, state, file_id, path, digest, priority, created) VALUES ('proxy', 'queued', ?, ?, ?, ?, ?)",
+            (job.file_id, job.path, job.digest, PROXY_PRIORITY, utcnow()),
+        )
+    return True
+
+
 def work_available(store: Store) -> bool:
     """Is any queued job due? A cheap read (index on state) before taking the write lock."""
     return store.query_one("SELECT 1 FROM jobs WHERE state = 'queued' AND not_before <= ? LIMIT 1", (time.time(),)) is not None

@@ -317,6 +317,10 @@ class Store:
     def _array_dir(self, digest: str) -> Path:
         return self.arrays_dir / digest[:2] / digest
 
+    def proxy_path(self, digest: str) -> Path:
+        """Where the render proxy of a video lives: beside its arrays, so it is released with them."""
+        return self._array_dir(digest) / "proxy.mp4"
+
     def has_features(self, digest: str) -> bool:
         row = self.query_one("SELECT version FROM features WHERE digest = ?", (digest,))
         return row is not None and row["version"] == ANALYSIS_VERSION

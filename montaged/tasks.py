@@ -53,6 +53,15 @@ def analyze_task(path: str) -> Analysis:
     return analyze_path(path, report_progress)
 
 
+def proxy_task(path: str, dest: str, height: int) -> str:
+    """Make the low-resolution render proxy of a video (written atomically to ``dest``)."""
+    from montaged.montage.render import make_proxy
+
+    _test_hook(path)
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    return str(make_proxy(path, dest, height=height))
+
+
 def render_task(payload: dict) -> dict:
     """Render a planned preview and write its edit lists. Returns {output name: path}."""
     from montaged.config import PreviewConfig
@@ -61,5 +70,6 @@ def render_task(payload: dict) -> dict:
 
     edit = EditList.from_dict(payload["edit"])
     settings = PreviewConfig(**payload["preview"])
-    outputs = write_outputs(edit, Path(payload["folder"]), Path(payload["out_dir"]), settings, progress=report_progress)
+    outputs = write_outputs(edit, Path(payload["folder"]), Path(payload["out_dir"]), settings, progress=report_progress,
+                            proxies=payload.get("proxies") or None)
     return {name: str(p) for name, p in outputs.items()}

@@ -69,6 +69,8 @@ def test_warm_preview_then_rerender_on_change(daemon, layout, media):
     folder = layout["root"] / "hike"
     fill(folder, media)
     wait_until(lambda: daemon.status()["files"]["analyzed"] == 4, 120, what="4 files analysed")
+    # Render proxies are made after analysis, in idle time, and the render uses them.
+    wait_until(lambda: [j["kind"] for j in daemon.jobs("done")].count("proxy") == 3, 180, what="3 proxies")
     (folder / "montage.toml").write_text('title = "Hike"\nduration = 6\nseed = 1\n')
     ready = wait_folder(daemon, folder)
     assert ready["state"] == "ready", ready
@@ -84,6 +86,7 @@ def test_warm_preview_then_rerender_on_change(daemon, layout, media):
     assert abs(info["audio"] - info["video"]) < 0.05
     assert edl["cuts"] and all(c["source"].startswith("clip") for c in edl["cuts"])
     assert [j["kind"] for j in daemon.jobs("done")].count("render") == 1
+    assert "(3 of 3 clips from proxies)" in daemon.output()
     assert not list(out.glob(".*tmp*"))
 
     # A changed manifest re-renders (debounced); the old preview stays until replaced.
