@@ -135,7 +135,9 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
                 d.kill9()
             phases[phase] += 1
             # After every kill -9 the database must be consistent (WAL replays on next open).
-            assert integrity(state) == ["ok"], f"database corrupt after kill {i + 1}"
+            # (A kill can land before the very first daemon created it.)
+            if (state / "montaged.db").exists():
+                assert integrity(state) == ["ok"], f"database corrupt after kill {i + 1}"
 
         final = DaemonProcess(cfg, state).start()
         try:
