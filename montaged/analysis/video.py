@@ -17,7 +17,8 @@ What differs from PySceneDetect is *which* frames are decoded. Two strategies:
     3. **Anchors**: intra frames decoded alone at the 256-pixel size, one every
        ``ANCHOR_SPACING`` seconds plus the intra frames around every candidate.
     4. Each candidate is settled from the anchors around it: a difference far above the
-       threshold is a cut, far below is no cut (a motion burst); anything in between, and any
+       threshold is a cut; far below, or a little below with the layout of colours unchanged
+       (9x16 block means: a pan or noise, not a new shot), is no cut; anything else, and any
        spike whose exact frame is ambiguous (it follows a run of B-frames), is decoded frame by
        frame from its keyframe and scored exactly.
     5. A change between neighbouring anchors that nothing explains (a cut that fell on a regular
@@ -508,15 +509,26 @@ class _Sparse:
         self.frames.add(got.indices, got.images, got.extra["gray"])
 
     def decode_exact(self, first: int, last: int) -> None:
-        """Decode frames first-1..last and score every frame of first..last exactly."""
+        """Decode frames first-1..last and score every frame of first..last exactly.
+
+        The intra frames the decoder passes on the way (the GOP's keyframe at least) are kept
+        as anchors too: they cost nothing more here, and a separate intra decode later would.
+        """
         first = max(1, int(first))
         last = min(len(self.index) - 1, int(last))
         if last < first or self.covered(first, last):
             return
-        got = self.vf.decode_span(self.index, first - 1, last, size=self.small, fmt="bgrp")
+        keys = self.index.keyframes
+        key = int(keys[np.searchsorted(keys, first - 1, side="right") - 1]) if len(keys) else 0
+        on_the_way = [int(i) for i in self.intra[(self.intra >= key) & (self.intra < first - 1)]
+                      if int(i) not in self.frames.hsv]
+        keep = on_the_way + list(range(first - 1, last + 1))
+        got = self.vf.decode_span(self.index, first - 1, last, keep=keep, size=self.small,
+                                  fmt="bgrp", extra={"gray": (self.sharp, "gray")},
+                                  extra_for=set(on_the_way))
         self.decoded += len(got.indices)
         self.frames.errors += got.errors
-        self.frames.add(got.indices, got.images)
+        self.frames.add(got.indices, got.images, got.extra.get("gray"))
         have = set(int(i) for i in got.indices)
         pairs = [(i - 1, i) for i in range(first, last + 1) if i in have and i - 1 in have]
         for (_, i), s in zip(pairs, self.frames.scores(pairs)):
@@ -524,6 +536,10 @@ class _Sparse:
 
     def covered(self, first: int, last: int) -> bool:
         return all(i in self.exact for i in range(first, last + 1))
+
+    def layout_change(self, a: int, b: int) -> float:
+        """Mean difference of the 9x16 block colours of decoded frames a and b."""
+        return float(np.abs(self.frames.coarse[a] - self.frames.coarse[b]).mean())
 
     def anchors(self) -> np.ndarray:
         return np.array(sorted(i for i in self.frames.hsv if i in self.intra_set), dtype=np.int64)
@@ -606,6 +622,12 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
     st = _Sparse(vf, index, width, height)
     if windows is None:
         windows = candidate_windows(index)
+    groups = window_groups(index, windows)
+    # Windows that will be decoded frame by frame anyway go first: their spans decode the
+    # keyframes before them, which then need no decoding of their own as anchors.
+    for lo, hi, single in groups:
+        if not single:
+            st.decode_exact(lo, hi)
     st.decode_intra(anchor_schedule(index, windows, ANCHOR_SPACING))
     progress(0.45)
 
@@ -614,7 +636,6 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
     #    lies between the two frames it compares; frames decoded for earlier windows count as
     #    neighbours too. Several spikes in one GOP are decoded as one span.
     accepted: set[int] = set()
-    groups = window_groups(index, windows)
     unsettled = set(range(len(groups)))
     for g, (lo, hi, single) in enumerate(groups):
         unsettled.discard(g)
@@ -633,7 +654,11 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
         proxy = float(st.frames.scores([(a, b)])[0])
         if proxy >= THRESHOLD + PROXY_MARGIN:
             accepted.add(hi)
-        elif proxy >= THRESHOLD - PROXY_MARGIN:
+        elif proxy >= THRESHOLD:
+            st.decode_exact(lo, hi)
+        elif proxy >= THRESHOLD - PROXY_MARGIN and st.layout_change(a, b) >= COARSE_GATE:
+            # Below the threshold but close, and the picture's layout of colours moved: too
+            # close to call from frames this far apart.
             st.decode_exact(lo, hi)
     progress(0.7)
 
@@ -645,9 +670,8 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
         anc = st.anchors()
         pairs = [(int(a), int(b)) for a, b in zip(anc[:-1], anc[1:])]
         new = [p for p in pairs if p not in pair_score]
-        coarse = st.frames.coarse
         for p, sc in zip(new, st.frames.scores(new).tolist()):
-            pair_score[p] = (sc, float(np.abs(coarse[p[0]] - coarse[p[1]]).mean()))
+            pair_score[p] = (sc, st.layout_change(*p))
         todo_intra: list[int] = []
         todo_exact: list[tuple[int, int]] = []
         for a, b in pairs:
@@ -856,8 +880,11 @@ def _analyze(vf: mv.VideoFile, info: MediaInfo, progress: Progress, strategy: st
         "scores": np.array([det.exact[int(i)] for i in score_frames], dtype=np.float32),
     }
     progress(1.0)
-    log.info("%s: %d frames, %d scenes, %s strategy decoded %d frames (%.0f%%)", path, n,
-             len(scenes), det.strategy, det.decoded, 100.0 * det.decoded / max(n, 1))
+    log.info("%s: %d frames, %d scenes, %s strategy; decoded %d intra, %d in spans, %d in full "
+             "(%.0f%% of the frames), %d seeks", path, n, len(scenes), det.strategy,
+             vf.work["intra"], vf.work["span"], vf.work["full"],
+             100.0 * (vf.work["intra"] + vf.work["span"] + vf.work["full"]) / max(n, 1),
+             vf.work["seeks"])
     return Analysis(kind="video", features=features, arrays=arrays)
 
 

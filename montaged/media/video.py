@@ -342,6 +342,8 @@ class VideoFile:
         self._cursor: _Cursor | None = None
         self._reads = 0  # demuxer repositionings: a cursor is only valid if none happened since
         self._convert = _Converter()
+        # Work done, for logs and benchmarks: pictures out of the decoders, by kind of decode.
+        self.work = {"intra": 0, "span": 0, "full": 0, "seeks": 0}
 
     def __enter__(self) -> "VideoFile":
         return self
@@ -411,6 +413,7 @@ class VideoFile:
 
     def _seek(self, pts: int | None) -> None:
         self._reads += 1  # the demuxer moves: an open span cursor no longer follows it
+        self.work["seeks"] += 1
         self._cursor = None
         try:
             self.container.seek(0 if pts is None else int(pts), stream=self.stream, backward=True,
@@ -449,14 +452,15 @@ class VideoFile:
         except av.FFmpegError as exc:
             log.info("read error in %s: %s", self.path, exc)
 
-    @staticmethod
-    def _decode(ctx, packet, errors: list[int]):
+    def _decode(self, ctx, packet, errors: list[int], kind: str = "span"):
         try:
-            return ctx.decode(packet)
+            frames = ctx.decode(packet)
         except av.FFmpegError as exc:
             errors[0] += 1
             log.debug("decode error at pts %s: %s", getattr(packet, "pts", None), exc)
             return []
+        self.work[kind] += len(frames)
+        return frames
 
     # ---------------------------------------------------------------- decoding
 
@@ -500,9 +504,9 @@ class VideoFile:
         order = sorted(packets, key=lambda p: index.decode_order[want_pts[p]])
         with _DecodeErrors() as damage:
             for p in order:
-                for frame in self._decode(ctx, packets[p], errors):
+                for frame in self._decode(ctx, packets[p], errors, "intra"):
                     got.setdefault(frame.pts, frame)
-            for frame in self._decode(ctx, None, errors):
+            for frame in self._decode(ctx, None, errors, "intra"):
                 got.setdefault(frame.pts, frame)
         errors[0] += damage.count
         found = [i for i in wanted if int(index.pts[i]) in got]
@@ -513,10 +517,13 @@ class VideoFile:
 
     def decode_span(self, index: PacketIndex, first: int, last: int, *,
                     keep: Iterable[int] | None = None, size: tuple[int, int] | None = None,
-                    fmt: str = "bgrp") -> Decoded:
+                    fmt: str = "bgrp", extra: dict[str, tuple[tuple[int, int], str]] | None = None,
+                    extra_for: set[int] | None = None) -> Decoded:
         """Decode display frames ``first..last`` (inclusive) from the keyframe before ``first``.
 
-        Only the frames in ``keep`` (default: all of first..last) are converted and returned.
+        Only the frames in ``keep`` (default: all of first..last; it may also name frames
+        between the keyframe and ``first``) are converted and returned. ``extra`` adds
+        renditions for the frames in ``extra_for`` (``Decoded.extra``, None for the others).
         Successive calls that move forward inside one GOP continue from where the previous one
         stopped instead of decoding the GOP again from its keyframe (a long GOP with several
         cuts would otherwise cost its start once per cut).
@@ -528,13 +535,19 @@ class VideoFile:
         want_pts = {int(index.pts[i]): i for i in keep_set if 0 <= i < n}
         if last < first or not want_pts:
             return Decoded(np.zeros(0, np.int64), _stack([]), 0)
+        extra = extra or {}
+        extra_pts = {int(index.pts[i]) for i in (extra_for or ()) if 0 <= i < n}
+        got_extra: dict[str, dict[int, np.ndarray]] = {name: {} for name in extra}
         keys = index.keyframes
         pos = np.searchsorted(keys, first, side="right") - 1
         start_key = int(keys[pos]) if pos >= 0 else 0
         # Packets needed, in file order: B frames shown before a P frame are stored after it,
         # so the range's packets run from the earliest to the latest of their positions.
-        need_from = int(np.min(index.decode_order[first:last + 1]))
-        stop_after = int(np.max(index.decode_order[first:last + 1]))
+        # Kept frames before the range are intra pictures on the way, decoded in any case.
+        kept = np.array(sorted(want_pts.values()), dtype=np.int64)
+        in_range = kept[(kept >= first) & (kept <= last)]
+        need_from = int(np.min(index.decode_order[in_range if len(in_range) else kept]))
+        stop_after = int(np.max(index.decode_order[kept]))
         position = index.pts_position()
         cur = self._cursor
         if (cur is None or cur.key != start_key or cur.fed >= need_from
@@ -551,6 +564,9 @@ class VideoFile:
                 if frame.pts in want_pts:
                     if frame.pts not in got:
                         got[frame.pts] = self._convert(frame, size, fmt)
+                        if frame.pts in extra_pts:
+                            for name, (esize, efmt) in extra.items():
+                                got_extra[name][frame.pts] = self._convert(frame, esize, efmt)
                 elif position.get(frame.pts, -1) > last and len(cur.pending) < _MAX_PENDING:
                     cur.pending[frame.pts] = frame  # shown after this range: maybe wanted next
 
@@ -581,7 +597,8 @@ class VideoFile:
             self._cursor = cur
         found = sorted(want_pts[p] for p in got)
         images = [got[int(index.pts[i])] for i in found]
-        return Decoded(np.asarray(found, dtype=np.int64), _stack(images), errors[0])
+        extras = {name: [got_extra[name].get(int(index.pts[i])) for i in found] for name in extra}
+        return Decoded(np.asarray(found, dtype=np.int64), _stack(images), errors[0], extras)
 
     def frames(self, index: PacketIndex, *, size: tuple[int, int] | None, fmt: str = "bgrp",
                extra: tuple[tuple[int, int], str] | None = None, want_extra=None,
@@ -606,8 +623,8 @@ class VideoFile:
         damage = _DecodeErrors()
         with damage:
             for packet in self._packets_from(int(index.pts[first_key])):
-                yield from out(self._decode(ctx, packet, errors))
-            yield from out(self._decode(ctx, None, errors))
+                yield from out(self._decode(ctx, packet, errors, "full"))
+            yield from out(self._decode(ctx, None, errors, "full"))
         errors[0] += damage.count
 
 
