@@ -298,7 +298,8 @@ class _DecodeErrors:
 # --------------------------------------------------------------------------------------------
 # The file
 
-_MAX_PENDING = 32  # decoded frames kept for the next span
+_MAX_PENDING = 16  # small pictures decoded past a span, kept for the next one
+_INTRA_BATCH = 16  # intra packets read before they are fed to the decoder
 _MAX_PAST = 24  # packets fed after a span's last one while waiting for reordered frames
 
 
@@ -311,7 +312,7 @@ class _Cursor:
     key: int  # display index of the keyframe it started from
     reads: int  # VideoFile._reads when it was made: any other read moves the demuxer
     fed: int = -1  # decode position of the last packet fed
-    pending: dict = field(default_factory=dict)  # pts -> av.VideoFrame decoded past the span
+    pending: dict = field(default_factory=dict)  # pts -> (rendition, picture) past the span
 
 
 class VideoFile:
@@ -478,41 +479,53 @@ class VideoFile:
             raise ValueError("decode_intra only decodes intra frames")
         want_pts = {int(index.pts[i]): int(i) for i in wanted}
         keys = index.keyframes
-        # 1. Collect the packets: seek to the keyframe at or before each wanted frame, unless
-        #    the reader is already in that GOP.
-        packets: dict[int, av.Packet] = {}
-        reader = None
-        reader_key = None
-        for i in wanted:
-            target = int(index.pts[i])
-            if target in packets:
-                continue
-            k = int(keys[np.searchsorted(keys, i, side="right") - 1]) if len(keys) else 0
-            if reader is None or reader_key != k:
-                reader, reader_key = self._packets_from(int(index.pts[k])), k
-            for packet in reader:
-                if packet.pts in want_pts:
-                    packets.setdefault(packet.pts, packet)
-                if target in packets:
-                    break
-            else:
-                reader = None  # end of file
-        # 2. Decode them as one batch, frame-threaded, deblocking off.
+        # Packets are collected (seeking to the keyframe at or before each wanted frame unless
+        # the reader is already in its GOP) and decoded in batches: one frame-threaded decoder
+        # with deblocking off per batch, so both cores work; batches bound the memory held in
+        # compressed packets, and every picture is shrunk as soon as it comes out.
         ctx = self._new_decoder(loop_filter="all", threads="AUTO")
         errors = [0]
-        got: dict[int, av.VideoFrame] = {}
-        order = sorted(packets, key=lambda p: index.decode_order[want_pts[p]])
+        got: dict[int, np.ndarray] = {}
+        got_extra: dict[str, dict[int, np.ndarray]] = {name: {} for name in extra}
+
+        def take(frames) -> None:
+            for frame in frames:
+                if frame.pts in want_pts and frame.pts not in got:
+                    got[frame.pts] = self._convert(frame, size, fmt)
+                    for name, (esize, efmt) in extra.items():
+                        got_extra[name][frame.pts] = self._convert(frame, esize, efmt)
+
+        batch: list[av.Packet] = []
+        seen: set[int] = set()
+        reader = None
+        reader_key = None
         with _DecodeErrors() as damage:
-            for p in order:
-                for frame in self._decode(ctx, packets[p], errors, "intra"):
-                    got.setdefault(frame.pts, frame)
-            for frame in self._decode(ctx, None, errors, "intra"):
-                got.setdefault(frame.pts, frame)
+            for i in wanted:
+                target = int(index.pts[i])
+                if target in seen:
+                    continue
+                k = int(keys[np.searchsorted(keys, i, side="right") - 1]) if len(keys) else 0
+                if reader is None or reader_key != k:
+                    reader, reader_key = self._packets_from(int(index.pts[k])), k
+                for packet in reader:
+                    if packet.pts in want_pts and packet.pts not in seen:
+                        seen.add(packet.pts)
+                        batch.append(packet)
+                    if target in seen:
+                        break
+                else:
+                    reader = None  # end of file
+                if len(batch) >= _INTRA_BATCH:
+                    for packet in batch:
+                        take(self._decode(ctx, packet, errors, "intra"))
+                    batch = []
+            for packet in batch:
+                take(self._decode(ctx, packet, errors, "intra"))
+            take(self._decode(ctx, None, errors, "intra"))
         errors[0] += damage.count
         found = [i for i in wanted if int(index.pts[i]) in got]
-        images = [self._convert(got[int(index.pts[i])], size, fmt) for i in found]
-        extras = {name: [self._convert(got[int(index.pts[i])], esize, efmt) for i in found]
-                  for name, (esize, efmt) in extra.items()}
+        images = [got[int(index.pts[i])] for i in found]
+        extras = {name: [got_extra[name][int(index.pts[i])] for i in found] for name in extra}
         return Decoded(np.asarray(found, dtype=np.int64), _stack(images), errors[0], extras)
 
     def decode_span(self, index: PacketIndex, first: int, last: int, *,
@@ -568,10 +581,14 @@ class VideoFile:
                             for name, (esize, efmt) in extra.items():
                                 got_extra[name][frame.pts] = self._convert(frame, esize, efmt)
                 elif position.get(frame.pts, -1) > last and len(cur.pending) < _MAX_PENDING:
-                    cur.pending[frame.pts] = frame  # shown after this range: maybe wanted next
+                    # Shown after this range: maybe wanted by the next span. Kept small, as
+                    # a full-size picture would hold megabytes.
+                    cur.pending[frame.pts] = ((size, fmt), self._convert(frame, size, fmt))
 
-        take(list(cur.pending.values()))
-        cur.pending = {p: f for p, f in cur.pending.items() if position.get(p, -1) > last}
+        for p, (rendition, image) in list(cur.pending.items()):
+            if p in want_pts and rendition == (size, fmt):
+                got[p] = image  # (without extra renditions: the frame is gone from the decoder)
+        cur.pending = {p: v for p, v in cur.pending.items() if position.get(p, -1) > last}
         drained = False
         with _DecodeErrors() as damage:
             past = 0
