@@ -108,7 +108,7 @@ SHARP_WIDTH = 512
 # scene with no decoded picture at SHARP_WIDTH, to bring the small picture's value to that scale.
 SMALL_SHARP_SCALE = 0.5
 FEATURE_SPACING = 0.5  # seconds between frames kept for features in full mode
-BATCH = 48  # frames per numpy batch in full mode
+BATCH = 32  # frames per numpy batch: bounds the per-pixel temporaries
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,24 +375,33 @@ class _Frames:
 
     def add(self, indices, images: np.ndarray, grays=None, *, keep_hsv: bool = True,
             hsv: np.ndarray | None = None) -> None:
-        if len(indices) == 0:
-            return
-        if hsv is None:
-            hsv = hsv_planes(images)
-        stats = frame_stats(images, hsv, grays)
-        for j, i in enumerate(indices):
-            i = int(i)
-            self.stats[i] = stats[j]
-            if keep_hsv:
-                self.hsv[i] = hsv[j]
-                self.coarse[i] = _coarse(images[j])
+        # In chunks: the per-pixel temporaries of a few hundred frames at once would take
+        # hundreds of megabytes.
+        for c in range(0, len(indices), BATCH):
+            sl = slice(c, c + BATCH)
+            chunk_hsv = hsv_planes(images[sl]) if hsv is None else hsv[sl]
+            stats = frame_stats(images[sl], chunk_hsv, None if grays is None else grays[sl])
+            for j, i in enumerate(indices[sl]):
+                i = int(i)
+                self.stats[i] = stats[j]
+                if keep_hsv:
+                    self.hsv[i] = chunk_hsv[j].copy()  # not a view that pins the whole chunk
+                    self.coarse[i] = _coarse(images[c + j])
 
     def scores(self, pairs: list[tuple[int, int]]) -> np.ndarray:
-        if not pairs:
-            return np.zeros(0)
-        a = np.stack([self.hsv[p] for p, _ in pairs])
-        b = np.stack([self.hsv[q] for _, q in pairs])
-        return content_scores(a, b)
+        out = np.zeros(len(pairs))
+        for c in range(0, len(pairs), BATCH):
+            chunk = pairs[c:c + BATCH]
+            a = np.stack([self.hsv[p] for p, _ in chunk])
+            b = np.stack([self.hsv[q] for _, q in chunk])
+            out[c:c + len(chunk)] = content_scores(a, b)
+        return out
+
+    def forget_pixels(self, indices) -> None:
+        """Drop the HSV planes of frames no longer needed as neighbours (stats stay)."""
+        for i in indices:
+            self.hsv.pop(int(i), None)
+            self.coarse.pop(int(i), None)
 
 
 @dataclass
@@ -500,13 +509,12 @@ class _Sparse:
 
     def decode_intra(self, wanted) -> None:
         wanted = sorted({int(i) for i in wanted} - set(self.frames.hsv))
-        if not wanted:
-            return
-        got = self.vf.decode_intra(self.index, wanted, size=self.small, fmt="bgrp",
-                                   extra={"gray": (self.sharp, "gray")})
-        self.decoded += len(got.indices)
-        self.frames.errors += got.errors
-        self.frames.add(got.indices, got.images, got.extra["gray"])
+        for c in range(0, len(wanted), BATCH):  # bounded pictures in flight
+            got = self.vf.decode_intra(self.index, wanted[c:c + BATCH], size=self.small,
+                                       fmt="bgrp", extra={"gray": (self.sharp, "gray")})
+            self.decoded += len(got.indices)
+            self.frames.errors += got.errors
+            self.frames.add(got.indices, got.images, got.extra["gray"])
 
     def decode_exact(self, first: int, last: int) -> None:
         """Decode frames first-1..last and score every frame of first..last exactly.
@@ -533,6 +541,9 @@ class _Sparse:
         pairs = [(i - 1, i) for i in range(first, last + 1) if i in have and i - 1 in have]
         for (_, i), s in zip(pairs, self.frames.scores(pairs)):
             self.exact[i] = float(s)
+        # Scored: only the intra frames and the span's ends can still serve as neighbours.
+        self.frames.forget_pixels(i for i in have if i not in self.intra_set
+                                  and i not in (first - 1, last))
 
     def covered(self, first: int, last: int) -> bool:
         return all(i in self.exact for i in range(first, last + 1))
