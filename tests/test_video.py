@@ -155,7 +155,7 @@ def test_sparse_decodes_a_fraction_of_a_long_gop_file(tmp_path):
 
 
 @pytest.mark.parametrize("ext,codec", [("webm", "vp9"), ("mp4", "hevc"), ("mkv", "libx264"),
-                                       ("mov", "mpeg4")])
+                                       ("mov", "mpeg4"), ("ts", "libx264")])
 def test_codecs_and_containers(tmp_path, ext, codec):
     truth = make_clip(tmp_path / f"clip.{ext}", duration=3.0, codec=codec, cuts=[25, 61], gop=45)
     for strategy in ("sparse", "full"):

@@ -115,13 +115,18 @@ def _read_ue(data: bytes, bitpos: int) -> tuple[int, int]:
     return (1 << zeros) - 1 + value, bitpos
 
 
-def _unescape(rbsp: bytes) -> bytes:
+def _unescape(rbsp) -> bytes:
     """Drop emulation-prevention bytes (00 00 03 -> 00 00) from the start of a NAL payload."""
-    return rbsp.replace(b"\x00\x00\x03", b"\x00\x00")
+    return bytes(rbsp).replace(b"\x00\x00\x03", b"\x00\x00")
 
 
-def _nal_units(data: bytes, length_size: int) -> Iterable[bytes]:
-    """NAL units of one packet: length-prefixed (MP4/MKV "AVCC") or Annex B start codes."""
+# Only the first NAL units of a packet matter (parameter sets, SEI, then the first slice); the
+# picture data after them is never copied.
+_HEAD = 4096
+
+
+def _nal_units(data: memoryview, length_size: int) -> Iterable[memoryview]:
+    """First bytes of each NAL unit of one packet: length-prefixed (MP4/MKV) or Annex B."""
     if length_size:
         pos, end = 0, len(data)
         while pos + length_size <= end:
@@ -132,8 +137,12 @@ def _nal_units(data: bytes, length_size: int) -> Iterable[bytes]:
             yield data[pos:pos + min(n, 32)]
             pos += n
     else:
-        for part in data.split(b"\x00\x00\x01")[1:]:
-            yield part[:32]
+        head = bytes(data[:_HEAD])
+        pos = head.find(b"\x00\x00\x01")
+        while pos >= 0:
+            nxt = head.find(b"\x00\x00\x01", pos + 3)
+            yield memoryview(head)[pos + 3:(nxt if nxt >= 0 else len(head))][:32]
+            pos = nxt
 
 
 def _h264_type(data: bytes, length_size: int) -> int:
@@ -177,7 +186,8 @@ def _hevc_type(data: bytes, length_size: int) -> int:
     return UNKNOWN
 
 
-def _mpeg4_type(data: bytes, _length_size: int) -> int:
+def _mpeg4_type(data: memoryview, _length_size: int) -> int:
+    data = bytes(data[:256])  # the VOP header follows a short VOL header at most
     pos = data.find(b"\x00\x00\x01\xb6")
     if pos < 0 or pos + 4 >= len(data):
         return UNKNOWN
@@ -382,7 +392,7 @@ class VideoFile:
                 dts_l.append(packet.dts if packet.dts is not None else ts)
                 size_l.append(packet.size)
                 key_l.append(packet.is_keyframe)
-                type_l.append(parser(bytes(packet), length_size) if parser else UNKNOWN)
+                type_l.append(parser(memoryview(packet), length_size) if parser else UNKNOWN)
         except av.FFmpegError as exc:
             # A damaged tail: keep what was readable.
             log.info("demux of %s stopped early (%s); keeping %d frames", self.path, exc, len(pts_l))
