@@ -244,16 +244,17 @@ def keyframe_grid(index: mv.PacketIndex) -> int | None:
     """The encoder's regular keyframe interval in frames, or None if it has none.
 
     The most common keyframe distance, if at least half of the distances are within one frame
-    of it (x264 alternates 29 and 30 with B-frames); an encoder that only places keyframes at
-    scene changes has no grid, and then every keyframe is a candidate.
+    of it (x264 alternates 29 and 30 with B-frames) and none is longer; an encoder that only
+    places keyframes at scene changes has no grid, and then every keyframe is a candidate.
     """
     keys = index.keyframes
-    if len(keys) < 3:
+    if len(keys) < 4:
         return None
     d = np.diff(keys)
     values, counts = np.unique(d, return_counts=True)
     grid = int(values[np.argmax(counts)])
-    if np.mean(np.abs(d - grid) <= 1) < 0.5:
+    # An encoder's keyframe interval is a maximum: a longer gap means there is no grid.
+    if np.mean(np.abs(d - grid) <= 1) < 0.5 or d.max() > grid + 1:
         return None
     return grid
 
@@ -275,9 +276,10 @@ def intra_candidates(index: mv.PacketIndex) -> np.ndarray:
 def candidate_windows(index: mv.PacketIndex) -> np.ndarray:
     """(lo, hi) display ranges that may hold a cut, from the packet index alone.
 
-    An off-grid intra frame c gives (c, c): encoders put the I picture on the cut itself. A
-    P spike s gives (p + 1, s) where p is the reference frame (I or P) shown before s: the cut
-    is s or one of the B frames between p and s.
+    An off-grid intra frame c gives (c, c): encoders put the I picture on the cut itself (or
+    (b, c) when B frames b..c-1 are stored after it and may show the new shot). A P spike s
+    gives (p + 1, s) where p is the reference frame (I or P) shown before s: the cut is s or one
+    of the B frames between p and s.
     """
     intra_c = intra_candidates(index)
     p_spikes, b_spikes = size_spikes(index)
@@ -293,7 +295,16 @@ def candidate_windows(index: mv.PacketIndex) -> np.ndarray:
         nxt = np.searchsorted(refs, b_spikes, side="right")
         next_ref = np.where(nxt < len(refs), refs[np.minimum(nxt, len(refs) - 1)], b_spikes)
         spike_w = np.concatenate([spike_w, np.stack([np.maximum(prev_ref + 1, 1), next_ref], axis=1)])
-    intra_w = np.stack([intra_c, intra_c], axis=1) if len(intra_c) else np.zeros((0, 2), np.int64)
+    # B frames shown just before an I frame but stored after it (open GOP: MPEG-4 Part 2,
+    # non-IDR I frames) can belong to the new shot: the cut is then in that run.
+    intra_lo = intra_c.copy()
+    for j, c in enumerate(intra_c.tolist()):
+        lo = c
+        while lo - 1 > 0 and index.ptype[lo - 1] == mv.B_FRAME and \
+                index.decode_order[lo - 1] > index.decode_order[c]:
+            lo -= 1
+        intra_lo[j] = lo
+    intra_w = np.stack([intra_lo, intra_c], axis=1) if len(intra_c) else np.zeros((0, 2), np.int64)
     windows = np.concatenate([intra_w, spike_w]).astype(np.int64)
     if len(windows) == 0:
         return windows

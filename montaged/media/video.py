@@ -24,6 +24,7 @@ packets the demuxer flags corrupt or the decoder rejects are skipped and counted
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -448,11 +449,34 @@ class VideoFile:
         ctx.options = {"skip_loop_filter": loop_filter} if self.codec in ("h264", "hevc") else {}
         return ctx
 
-    def _packets_from(self, key_pts: int):
+    def _packets_from(self, key_pts: int, key_dts: int | None = None):
         """Seek to the keyframe at ``key_pts`` (now) and return an iterator over the packets of
-        the stream from there on."""
-        self._seek(key_pts)
-        return self._demux()
+        the stream from there on.
+
+        Containers without an index (MPEG-TS) seek by bisecting byte positions and can land
+        just after the keyframe: when the first packet read is already past it (by ``key_dts``),
+        seek again further back (1 s, 4 s, 16 s, then the start) and read forward.
+        """
+        back = 0
+        second = int(round(1 / self.time_base)) if self.time_base else 90000
+        for attempt in range(5):
+            target = None if attempt == 4 else key_pts - back
+            self._seek(target if target is None or target > 0 else None)
+            packets = self._demux()
+            first = next(packets, None)
+            if first is None:
+                return iter(())
+            dts = first.dts if first.dts is not None else first.pts
+            if key_dts is None or dts is None or dts <= key_dts or target is None:
+                stream = itertools.chain([first], packets)
+                if key_dts is None:
+                    return stream
+                # Landed before the keyframe: the packets before it would only feed the decoder
+                # pictures whose references it never saw.
+                return itertools.dropwhile(
+                    lambda pk: (pk.dts if pk.dts is not None else pk.pts or 0) < key_dts, stream)
+            back = second * (4 ** attempt)
+        return iter(())
 
     def _demux(self):
         try:
@@ -516,7 +540,7 @@ class VideoFile:
                     continue
                 k = int(keys[np.searchsorted(keys, i, side="right") - 1]) if len(keys) else 0
                 if reader is None or reader_key != k:
-                    reader, reader_key = self._packets_from(int(index.pts[k])), k
+                    reader, reader_key = self._packets_from(int(index.pts[k]), int(index.dts[k])), k
                 for packet in reader:
                     if packet.pts in want_pts and packet.pts not in seen:
                         seen.add(packet.pts)
@@ -576,7 +600,8 @@ class VideoFile:
         if (cur is None or cur.key != start_key or cur.fed >= need_from
                 or cur.reads != self._reads):
             cur = _Cursor(ctx=self._new_decoder(loop_filter="noref", threads="AUTO"),
-                          packets=self._packets_from(int(index.pts[start_key])),
+                          packets=self._packets_from(int(index.pts[start_key]),
+                                                     int(index.dts[start_key])),
                           key=start_key, reads=self._reads)
         self._cursor = None
         errors = [0]
@@ -649,7 +674,7 @@ class VideoFile:
 
         damage = _DecodeErrors()
         with damage:
-            for packet in self._packets_from(int(index.pts[first_key])):
+            for packet in self._packets_from(int(index.pts[first_key]), int(index.dts[first_key])):
                 yield from out(self._decode(ctx, packet, errors, "full"))
             yield from out(self._decode(ctx, None, errors, "full"))
         errors[0] += damage.count
