@@ -4,7 +4,9 @@ Runs, in this order, each in this process through its ``main(argv)``:
 
 - ``bench_video``   analysis vs PySceneDetect's ContentDetector (speed ratio, cut F1);
 - ``bench_beats``   beats vs librosa (F-measure on every track, speed);
-- ``bench_preview`` planner time for 2,000 scenes, render of a 60 s preview (library, no daemon);
+- ``bench_preview`` planner time for 2,000 scenes (its ``bench_plan``); with ``--full`` also its
+                    render of a 60 s preview through the library (no daemon: bench_e2e measures
+                    that through the daemon);
 - ``bench_e2e``     time-to-preview warm and cold through the real daemon; ``status --json``
                     with 2,000 files, daemon memory, idle CPU.
 
@@ -12,7 +14,8 @@ then reads their result files and writes ``benchmarks/results/summary.json`` and
 
 Profiles: the default is sized to finish within 15 minutes on a fresh clone of a 2-core machine,
 media generation included (the media is cached in ``benchmarks/.cache/`` for later runs):
-fewer clips and runs for the PySceneDetect comparison, which is the slow side. ``--full`` runs
+one clip for the PySceneDetect comparison (PySceneDetect is the slow side, and each camera-like
+1080p clip costs about 90 s of CPU to generate), the planner only from bench_preview. ``--full`` runs
 every benchmark with its own defaults (about twice as long). ``--smoke`` is a harness check on
 tiny media; it writes nothing under ``benchmarks/results/``.
 
@@ -49,21 +52,37 @@ def argv_for(name: str, profile: str, out_dir: Path) -> list[str]:
     out = str(out_dir / f"{name}.json")
     if profile == "smoke":
         return {"video": ["--smoke", "--out", out], "beats": ["--smoke", "--out", out],
-                "preview": ["--smoke"], "e2e": ["--smoke", "--out", out]}[name]
+                "preview": ["--planner-only", "--smoke"], "e2e": ["--smoke", "--out", out]}[name]
     if profile == "full":
         return {"video": ["--long", "--out", out], "beats": ["--out", out], "preview": [],
                 "e2e": ["--out", out]}[name]
-    # default: 3 clips of the suite (1080p30 with 1-s GOPs, the same with a fixed camera GOP, 25 fps),
-    # 2 interleaved runs each; beats with 5 speed runs; everything else at its defaults.
-    return {"video": ["--clips", "3", "--runs", "2", "--out", out], "beats": ["--runs", "5", "--out", out],
-            "preview": ["--runs", "3"], "e2e": ["--out", out]}[name]
+    # default: the suite's first clip (1080p30, 1-s GOP), 3 interleaved runs; beats with 5 speed
+    # runs; the planner only from bench_preview; bench_e2e at its defaults.
+    return {"video": ["--clips", "1", "--runs", "3", "--out", out], "beats": ["--runs", "5", "--out", out],
+            "preview": ["--planner-only"], "e2e": ["--out", out]}[name]
 
 
 def result_path(name: str, profile: str, out_dir: Path) -> Path | None:
-    if name == "preview":
-        # bench_preview writes its own file (never in smoke mode).
-        return None if profile == "smoke" else RESULTS / "preview.json"
+    if name == "preview" and profile == "full":
+        return RESULTS / "preview.json"  # bench_preview writes its own file
     return out_dir / f"{name}.json"
+
+
+def planner_only(argv: list[str], out: Path) -> int:
+    """bench_preview's planner measurement alone (2,000 candidate scenes against a 3-minute track,
+    60 s preview), without its media: the track's analysis comes from the synthesiser's truth."""
+    from benchmarks import bench_preview
+    from montaged.synth.music import synth_track
+
+    _samples, _rate, truth = synth_track(bpm=124.0, duration=180.0, seed=7)
+    runs = 5 if "--smoke" in argv else 21
+    plan = bench_preview.bench_plan(runs, bench_preview.track_analysis(truth))
+    s = plan["seconds"]
+    print(f"plan, {plan['candidates']} candidate scenes -> {plan['cuts']} cuts: median {s['median'] * 1000:.1f} ms "
+          f"(min {s['min'] * 1000:.1f}, max {s['max'] * 1000:.1f}); target < 100 ms: {'met' if plan['met'] else 'MISSED'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "planner", "smoke": "--smoke" in argv, "plan": plan}, indent=2) + "\n")
+    return 0
 
 
 # --- machine and load ----------------------------------------------------------------------------
@@ -116,13 +135,15 @@ def wait_for_load(limit: float | None, max_wait: float) -> float:
 # --- running -------------------------------------------------------------------------------------
 
 
-def run_bench(name: str, argv: list[str]) -> dict:
+def run_bench(name: str, argv: list[str], out: Path | None) -> dict:
     """Run one benchmark's ``main(argv)``; a failing benchmark is reported, the others still run."""
-    module = importlib.import_module(f"benchmarks.bench_{name}")
     started = time.perf_counter()
     status = {"argv": argv, "load_at_start": load()}
     try:
-        rc = module.main(argv)
+        if "--planner-only" in argv:
+            rc = planner_only(argv, out)
+        else:
+            rc = importlib.import_module(f"benchmarks.bench_{name}").main(argv)
         status.update(ok=rc in (0, None), returncode=rc)
     except SystemExit as exc:  # argparse errors
         status.update(ok=exc.code in (0, None), returncode=exc.code)
@@ -212,8 +233,8 @@ def rows_preview(doc: dict | None) -> list[dict]:
     if not doc:
         return [_row("  planner, 2,000 candidate scenes (info)", "< 100 ms", "not measured", None, "preview")]
     plan = doc["plan"]
-    rows = [_row("  planner, 2,000 candidate scenes (info)", "< 100 ms", _mmm(plan["seconds"], 1000, "{:.1f}") + " ms",
-                 plan["met"], "preview", plan["seconds"])]
+    rows = [_row("  planner, 2,000 candidate scenes (info)", "< 100 ms", _mmm(plan["seconds"], 1000, "{:.1f}") + " ms"
+                 f" -> {plan['cuts']} cuts", plan["met"], "preview", plan["seconds"])]
     for key, label in (("preview_from_originals", "from 1080p originals"), ("preview_from_proxies", "from 360p proxies")):
         if key in doc:
             r = doc[key]
@@ -270,6 +291,9 @@ def rows_e2e(doc: dict | None) -> list[dict]:
 
 def summarize(docs: dict[str, dict | None], info: dict, runs: dict, profile: str) -> dict:
     rows = rows_video(docs.get("video")) + rows_beats(docs.get("beats")) + rows_preview(docs.get("preview")) + rows_e2e(docs.get("e2e"))
+    for r in rows:  # a smoke run's figures are harness checks on tiny media, not measurements
+        if (docs.get(r["source"]) or {}).get("smoke") and r["measured"] != "not measured":
+            r["measured"] = "[smoke, tiny media] " + r["measured"]
     e2e = docs.get("e2e") or {}
     factors = {}
     for key in ("warm", "cold"):
@@ -362,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             argv_b = argv_for(name, profile, out_dir)
             print(f"\n=== {name}: bench_{name} {' '.join(argv_b)}", flush=True)
             wait_for_load(args.wait_load, args.max_wait)
-            runs[name] = run_bench(name, argv_b)
+            runs[name] = run_bench(name, argv_b, result_path(name, profile, out_dir))
             print(f"=== {name}: {'done' if runs[name]['ok'] else 'FAILED'} in {runs[name]['seconds']:.0f} s "
                   f"(load {runs[name]['load_at_start']} -> {runs[name]['load_at_end']})", flush=True)
     docs = {name: read(result_path(name, profile, out_dir)) for name in BENCHES}
