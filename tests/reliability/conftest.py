@@ -185,15 +185,15 @@ STATE_NAMES = {"montaged.db", "montaged.db-wal", "montaged.db-shm", "montaged.lo
 
 
 def state_leftovers(state: Path) -> list[str]:
-    """Anything in the state directory that is not the database, the lock, the logs or a
-    stored feature array."""
+    """Anything in the state directory that is not the database, the lock, the logs, a stored
+    feature array or a render proxy."""
     bad = []
     for p in state.iterdir():
         if p.name in STATE_NAMES or p.name.startswith("montaged.log"):
             continue
         bad.append(str(p))
     for p in (state / "arrays").rglob("*"):
-        if p.is_file() and (p.suffix != ".npy" or p.name.startswith(".")):
+        if p.is_file() and ((p.suffix != ".npy" and p.name != "proxy.mp4") or p.name.startswith(".")):
             bad.append(str(p))
     return sorted(bad)
 

@@ -149,6 +149,9 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
                     raise AssertionError(f"folder failed after the kills: {bad}")
                 return len(folders) == ITERATIONS and states.get("ready") == ITERATIONS
             wait_until(all_ready, 240, interval=0.3, what=f"{ITERATIONS} previews ready")
+            # Proxies are made last, in idle time: let the queue drain before the final stop.
+            wait_until(lambda: not any(j["state"] in ("queued", "running") for j in final.jobs()), 240, interval=0.5,
+                       what="the queue to drain (proxies)")
             jobs = final.jobs()
             doc = final.status()
         finally:
