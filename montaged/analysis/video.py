@@ -24,6 +24,9 @@ What differs from PySceneDetect is *which* frames are decoded. Two strategies:
     5. A change between neighbouring anchors that nothing explains (a cut that fell on a regular
        keyframe) is narrowed down by decoding the keyframes in between, then scored exactly.
 
+    A window less than 15 frames after a cut is skipped when nothing follows it: the flash
+    filter would merge it into that cut whatever its score.
+
 ``full`` (short files, or when the index shows so many candidates that sparse would decode most
 frames anyway): every frame is decoded once, in order, and scored, as PySceneDetect does but
 with FFmpeg doing the downscale.
@@ -645,10 +648,17 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
     if windows is None:
         windows = candidate_windows(index)
     groups = window_groups(index, windows)
+    # A window starting less than MIN_SCENE_LEN frames after an intra candidate (an encoder's
+    # first P frames after a scene-cut I frame are often large) can only matter if that
+    # candidate is not a cut: the flash filter merges a lone above-threshold frame that close
+    # after a cut into it. Such windows wait until the candidate is settled.
+    intra_hits = np.array([hi for lo, hi, _ in groups if index.intra[hi]], dtype=np.int64)
+    shadowed = [bool(np.any((intra_hits < lo) & (lo < intra_hits + MIN_SCENE_LEN)))
+                for lo, _, _ in groups]
     # Windows that will be decoded frame by frame anyway go first: their spans decode the
     # keyframes before them, which then need no decoding of their own as anchors.
-    for lo, hi, single in groups:
-        if not single:
+    for (lo, hi, single), shade in zip(groups, shadowed):
+        if not single and not shade:
             st.decode_exact(lo, hi)
     st.decode_intra(anchor_schedule(index, windows, ANCHOR_SPACING))
     progress(0.45)
@@ -661,6 +671,13 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
     unsettled = set(range(len(groups)))
     for g, (lo, hi, single) in enumerate(groups):
         unsettled.discard(g)
+        if shadowed[g]:
+            cut_before = [c for c in accepted | {i for i, v in st.exact.items() if v >= THRESHOLD}
+                          if c < lo < c + MIN_SCENE_LEN]
+            # ...and nothing after it close enough to chain with it into a longer run.
+            follower = any(groups[o][0] < hi + MIN_SCENE_LEN for o in unsettled)
+            if cut_before and not follower:
+                continue
         have = np.array(sorted(st.frames.hsv), dtype=np.int64)
         pos_a = int(np.searchsorted(have, lo, side="left")) - 1
         a = int(have[pos_a]) if pos_a >= 0 else None
