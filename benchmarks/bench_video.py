@@ -208,17 +208,18 @@ def measure(path: Path, truth: dict, runs: int, name: str) -> dict:
 
 
 def peak_rss_child(path: Path) -> tuple[float, float]:
-    """(peak RSS in MB, seconds) of one montaged analysis of ``path`` in a fresh process."""
-    code = ("import sys; sys.path.insert(0, %r); from montaged.analysis import analyze_path; "
-            "analyze_path(%r)" % (str(ROOT.parent), str(path)))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(peak RSS in MB, seconds) of one montaged analysis of ``path`` in a fresh process.
+
+    The child reports ``getrusage(RUSAGE_SELF).ru_maxrss`` itself (the parent's
+    ``RUSAGE_CHILDREN`` is the same number, but only for the largest child ever waited for).
+    """
+    code = ("import resource, sys; sys.path.insert(0, %r); "
+            "from montaged.analysis import analyze_path; analyze_path(%r); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)" % (str(ROOT.parent), str(path)))
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     elapsed = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        print("  (peak RSS of the child not above earlier children; reported value is a bound)")
-    return peak / 1024.0, elapsed
+    return int(out.stdout.strip().splitlines()[-1]) / 1024.0, elapsed
 
 
 def machine() -> dict:
