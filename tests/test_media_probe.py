@@ -245,3 +245,17 @@ def test_frame_rate_from_pts_tolerates_millisecond_rounding():
     jitter = np.cumsum(np.random.default_rng(0).choice([20, 33, 50], 100))
     fps, vfr = frame_rate_from_pts(jitter, Fraction(1, 1000))
     assert vfr is True
+
+
+def test_first_frame_is_handed_to_the_analysis_only_while_the_file_is_unchanged(tmp_path):
+    from montaged.media.probe import take_first_frame
+
+    truth = make_clip(tmp_path / "a.mp4", duration=1.0)
+    info = probe(truth.path)
+    pts, frame = take_first_frame(truth.path, info.video_stream)
+    assert frame.width == 320 and pts == 0
+    assert take_first_frame(truth.path, info.video_stream) is None  # taken once
+    probe(truth.path)
+    with open(truth.path, "ab") as f:
+        f.write(b"\0")  # changed since the probe
+    assert take_first_frame(truth.path, info.video_stream) is None

@@ -49,6 +49,28 @@ _TEXT_CODECS = {"ansi", "bintext", "xbin", "idf", "text", "tty"}
 _IMAGE_CODECS = {"mjpeg", "png", "bmp", "webp", "tiff", "gif", "jpeg2000", "jpegls", "ljpeg", "qoi",
                  "pgm", "ppm", "pbm", "pam", "sgi", "targa", "dds", "exr", "hdr", "jpegxl", "photocd"}
 
+# The first picture decoded by the last probe, for the analysis that nearly always follows in the
+# same process (at 1080p an intra picture costs as much as the rest of a quick probe):
+# ((path, size, mtime_ns, stream index), pts, frame). One entry; taken once.
+_first_frame: tuple | None = None
+
+
+def take_first_frame(path: str, stream_index: int):
+    """(pts, av.VideoFrame) of the first frame the last probe of ``path`` decoded, if the file
+    has not changed since; the cache is emptied either way."""
+    global _first_frame
+    entry, _first_frame = _first_frame, None
+    if entry is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if entry[0] != (os.path.abspath(path), st.st_size, st.st_mtime_ns, stream_index):
+        return None
+    return entry[1], entry[2]
+
+
 # Packets read to estimate the frame rate and detect VFR: a few seconds, independent of length.
 _RATE_PACKETS = 240
 # Packets tried before declaring the first frame undecodable (long-GOP files may open on a
@@ -292,6 +314,13 @@ def _probe_open(container, path: str, name: str) -> MediaInfo:
 
     if first is None:
         raise MediaError(f"not a media file (no decodable video frame): {name}")
+    global _first_frame
+    try:
+        st = os.stat(path)
+        _first_frame = ((os.path.abspath(path), st.st_size, st.st_mtime_ns, video.index),
+                        first.pts, first)
+    except OSError:
+        _first_frame = None
     rotation = int(round(-(first.rotation or 0))) % 360
     rotation = (int(round(rotation / 90.0)) * 90) % 360
 

@@ -37,7 +37,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from montaged.errors import MediaError
-from montaged.media.probe import open_input
+from montaged.media.probe import open_input, take_first_frame
 
 log = logging.getLogger("montaged.media.video")
 
@@ -531,6 +531,11 @@ class VideoFile:
 
         batch: list[av.Packet] = []
         seen: set[int] = set()
+        # The probe that ran just before may have decoded the first frame already.
+        cached = take_first_frame(self.path, self.stream_index)
+        if cached is not None and cached[0] in want_pts:
+            take([cached[1]])
+            seen.add(cached[0])
         reader = None
         reader_key = None
         with _DecodeErrors() as damage:
