@@ -571,19 +571,23 @@ class _Sparse:
 
 
 def anchor_schedule(index: mv.PacketIndex, windows: np.ndarray, spacing: float) -> np.ndarray:
-    """Intra frames to decode first: one every ``spacing`` seconds, the first and the last, and
-    around every candidate window the intra frame before it and the one at or after its end."""
+    """Intra frames to decode first: around every candidate window the intra frame before it
+    and the one at or after its end; the first and the last intra frame; and, in every
+    ``spacing``-second slot that still has no anchor, its first intra frame."""
     intra = np.flatnonzero(index.intra)
-    times = index.times
-    slots = np.floor((times[intra] - times[0]) / spacing).astype(np.int64)
-    _, first_of_slot = np.unique(slots, return_index=True)
-    chosen = set(intra[first_of_slot].tolist()) | {int(intra[0]), int(intra[-1])}
+    chosen = {int(intra[0]), int(intra[-1])}
     if len(windows):
         before = np.searchsorted(intra, windows[:, 0], side="left") - 1
         chosen.update(intra[before[before >= 0]].tolist())
         after = np.searchsorted(intra, windows[:, 1], side="left")
         chosen.update(intra[after[after < len(intra)]].tolist())
-    return np.array(sorted(int(i) for i in chosen), dtype=np.int64)
+    times = index.times
+    slot_of = lambda frames: np.floor((times[frames] - times[0]) / spacing).astype(np.int64)  # noqa: E731
+    covered = set(slot_of(np.array(sorted(chosen), dtype=np.int64)).tolist())
+    slots = slot_of(intra)
+    _, first_of_slot = np.unique(slots, return_index=True)
+    chosen.update(int(intra[j]) for j in first_of_slot if int(slots[j]) not in covered)
+    return np.array(sorted(chosen), dtype=np.int64)
 
 
 def window_groups(index: mv.PacketIndex, windows: np.ndarray) -> list[tuple[int, int, bool]]:
