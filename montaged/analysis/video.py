@@ -111,6 +111,7 @@ SHARP_WIDTH = 512
 # scene with no decoded picture at SHARP_WIDTH, to bring the small picture's value to that scale.
 SMALL_SHARP_SCALE = 0.5
 FEATURE_SPACING = 0.5  # seconds between frames kept for features in full mode
+SEGMENT_SECONDS = 60.0  # sparse mode works through long files in stretches this long
 BATCH = 32  # frames per numpy batch: bounds the per-pixel temporaries
 
 
@@ -556,8 +557,8 @@ class _Sparse:
         for (_, i), s in zip(pairs, self.frames.scores(pairs)):
             self.exact[i] = float(s)
         # Scored: only the intra frames and the span's ends can still serve as neighbours.
-        self.frames.forget_pixels(i for i in have if i not in self.intra_set
-                                  and i not in (first - 1, last))
+        self.frames.forget_pixels([i for i in have if i not in self.intra_set
+                                   and i not in (first - 1, last)])
 
     def covered(self, first: int, last: int) -> bool:
         return all(i in self.exact for i in range(first, last + 1))
@@ -570,11 +571,16 @@ class _Sparse:
         return np.array(sorted(i for i in self.frames.hsv if i in self.intra_set), dtype=np.int64)
 
 
-def anchor_schedule(index: mv.PacketIndex, windows: np.ndarray, spacing: float) -> np.ndarray:
-    """Intra frames to decode first: around every candidate window the intra frame before it
-    and the one at or after its end; the first and the last intra frame; and, in every
-    ``spacing``-second slot that still has no anchor, its first intra frame."""
+def anchor_schedule(index: mv.PacketIndex, windows: np.ndarray, spacing: float,
+                    first: int = 0, last: int | None = None) -> np.ndarray:
+    """Intra frames to decode first (within display frames first..last): around every
+    candidate window the intra frame before it and the one at or after its end; the first and
+    the last intra frame; and, in every ``spacing``-second slot that still has no anchor, its
+    first intra frame."""
     intra = np.flatnonzero(index.intra)
+    intra = intra[(intra >= first) & (intra <= (len(index) if last is None else last))]
+    if len(intra) == 0:
+        return intra.astype(np.int64)
     chosen = {int(intra[0]), int(intra[-1])}
     if len(windows):
         before = np.searchsorted(intra, windows[:, 0], side="left") - 1
@@ -644,9 +650,31 @@ def _coarse(bgrp: np.ndarray) -> np.ndarray:
     return bgrp[:, :hh, :ww].reshape(c, 9, hh // 9, 16, ww // 16).mean(axis=(2, 4), dtype=np.float32)
 
 
+def _segments(index: mv.PacketIndex, seconds: float) -> list[tuple[int, int]]:
+    """(first, last) display ranges of about ``seconds`` each, cut at keyframes; neighbours share
+    their boundary keyframe (it is the last anchor of one and the first of the next)."""
+    keys = index.keyframes
+    intra = np.flatnonzero(index.intra)
+    times = index.times
+    bounds = [int(intra[0])]
+    for k in keys.tolist():
+        if times[k] - times[bounds[-1]] >= seconds:
+            bounds.append(int(k))
+    if bounds[-1] != int(intra[-1]):
+        bounds.append(int(intra[-1]))
+    if len(bounds) == 1:
+        return [(bounds[0], bounds[0])]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int,
                   progress: Progress, windows: np.ndarray | None = None) -> Detection:
-    """Decode anchors and the GOPs that need it (see the module docstring)."""
+    """Decode anchors and the GOPs that need it (see the module docstring).
+
+    The file is worked through in segments of ``SEGMENT_SECONDS`` (cut at keyframes): the
+    pictures a segment decoded are dropped when it is done, so memory does not grow with the
+    length of the file.
+    """
     n = len(index)
     st = _Sparse(vf, index, width, height)
     if windows is None:
@@ -659,21 +687,40 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
     intra_hits = np.array([hi for lo, hi, _ in groups if index.intra[hi]], dtype=np.int64)
     shadowed = [bool(np.any((intra_hits < lo) & (lo < intra_hits + MIN_SCENE_LEN)))
                 for lo, _, _ in groups]
+    accepted: set[int] = set()
+    unsettled = set(range(len(groups)))
+    segments = _segments(index, SEGMENT_SECONDS)
+    for k, (seg_first, seg_last) in enumerate(segments):
+        mine = [g for g, (_, hi, _) in enumerate(groups)
+                if (seg_first < hi <= seg_last) or (k == 0 and hi <= seg_first)
+                or (k == len(segments) - 1 and hi > seg_last)]
+        _sparse_segment(st, index, groups, mine, shadowed, accepted, unsettled, windows,
+                        seg_first, seg_last)
+        # Done with this stretch: keep only its last anchor's pixels, for the next segment.
+        st.frames.forget_pixels([i for i in st.frames.hsv if i < seg_last])
+        progress(0.1 + 0.75 * (k + 1) / len(segments))
+    above = accepted | {i for i, v in st.exact.items() if v >= THRESHOLD}
+    return Detection(flash_filter_merge(above, n), st.frames, st.exact, "sparse", st.decoded)
+
+
+def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int],
+                    shadowed: list[bool], accepted: set[int], unsettled: set[int],
+                    windows: np.ndarray, seg_first: int, seg_last: int) -> None:
     # Windows that will be decoded frame by frame anyway go first: their spans decode the
     # keyframes before them, which then need no decoding of their own as anchors.
-    for (lo, hi, single), shade in zip(groups, shadowed):
-        if not single and not shade:
+    for g in mine:
+        lo, hi, single = groups[g]
+        if not single and not shadowed[g]:
             st.decode_exact(lo, hi)
-    st.decode_intra(anchor_schedule(index, windows, ANCHOR_SPACING))
-    progress(0.45)
+    seg_windows = np.array([groups[g][:2] for g in mine], dtype=np.int64).reshape(-1, 2)
+    st.decode_intra(anchor_schedule(index, seg_windows, ANCHOR_SPACING, seg_first, seg_last))
 
     # 1. Candidate windows, in order: settled from the decoded frames around them, or decoded
     #    and scored. A proxy is only trusted when nothing else unsettled (and no accepted cut)
     #    lies between the two frames it compares; frames decoded for earlier windows count as
     #    neighbours too. Several spikes in one GOP are decoded as one span.
-    accepted: set[int] = set()
-    unsettled = set(range(len(groups)))
-    for g, (lo, hi, single) in enumerate(groups):
+    for g in mine:
+        lo, hi, single = groups[g]
         unsettled.discard(g)
         if shadowed[g]:
             cut_before = [c for c in accepted | {i for i, v in st.exact.items() if v >= THRESHOLD}
@@ -703,7 +750,6 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
             # Below the threshold but close, and the picture's layout of colours moved: too
             # close to call from frames this far apart.
             st.decode_exact(lo, hi)
-    progress(0.7)
 
     # 2. Changes between neighbouring anchors that nothing explains yet: a cut on a regular
     #    keyframe (or one that left no spike). Bisect with the intra frames in between; between
@@ -711,6 +757,7 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
     pair_score: dict[tuple[int, int], tuple[float, float]] = {}
     for _round in range(64):
         anc = st.anchors()
+        anc = anc[(anc >= seg_first) & (anc <= seg_last)]
         pairs = [(int(a), int(b)) for a, b in zip(anc[:-1], anc[1:])]
         new = [p for p in pairs if p not in pair_score]
         for p, sc in zip(new, st.frames.scores(new).tolist()):
@@ -734,10 +781,6 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
         st.decode_intra(todo_intra)
         for first, last in todo_exact:
             st.decode_exact(first, last)
-    progress(0.85)
-
-    above = accepted | {i for i, s in st.exact.items() if s >= THRESHOLD}
-    return Detection(flash_filter_merge(above, n), st.frames, st.exact, "sparse", st.decoded)
 
 
 def detect_cuts(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int,
