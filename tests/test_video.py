@@ -338,3 +338,12 @@ def test_span_decoding_continues_inside_a_gop_and_matches_a_full_decode(tmp_path
         got = vf.decode_span(index, 120, 121, size=(64, 36), fmt="bgrp")
         assert np.array_equal(got.images, frames_all[120:122])
     assert intra.indices.tolist() == [0]
+
+
+def test_sparse_segments_give_the_same_cuts(tmp_path, monkeypatch):
+    # Long files are worked through in segments; make them 1 s long on a short clip.
+    truth = make_clip(tmp_path / "seg.mp4", duration=8.0, gop=30, cuts=[45, 90, 150, 181, 200],
+                      seed=5)
+    whole = cuts_of(analyse(truth.path, "sparse"))
+    monkeypatch.setattr(va, "SEGMENT_SECONDS", 1.0)
+    assert cuts_of(analyse(truth.path, "sparse")) == whole == truth.cut_frames
