@@ -13,7 +13,6 @@ now. SIGHUP = reload the configuration (new watch roots are picked up without a 
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import queue
@@ -29,80 +28,20 @@ from montaged.digest import file_digest
 from montaged.errors import ConfigError, ManifestError, MontagedError, StoreError
 from montaged.executors import LocalExecutor, Outcome, make_executor
 from montaged.jobs import JobKind
+from montaged.lock import StateLock, daemon_pid  # noqa: F401 (daemon_pid: public here too)
 from montaged.store import Store, path_text, utcnow
 from montaged.watch import Decision, Observers, RawEvent, Settler, root_of, root_online, scan_root
 
 log = logging.getLogger("montaged.daemon")
 
-LOCK_NAME = "montaged.lock"
 LEASE_SECONDS = 90.0
 TICK = 0.2
-
-
-class StateLock:
-    """A POSIX lock on ``state/montaged.lock``: one daemon per state directory. ``status`` tests
-    the lock (without taking it) to know whether the daemon runs; a stale pid file can't lie."""
-
-    def __init__(self, state_dir: Path):
-        self.path = state_dir / LOCK_NAME
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
-        deadline = time.monotonic() + 2.0  # `status` may hold a shared test lock for an instant
-        while True:
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    other = _read_pid(self.path)
-                    os.close(fd)
-                    raise StoreError(
-                        f"another montaged{f' (pid {other})' if other else ''} is already running with the state directory {self.path.parent}"
-                    ) from None
-                time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 def _disk_full(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
-def daemon_pid(state_dir: Path) -> int | None:
-    """The pid of the daemon holding the state lock, or None when no daemon runs."""
-    path = Path(state_dir) / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                return _read_pid(path) or -1
-            raise
-        fcntl.lockf(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
 
 
 class Daemon:

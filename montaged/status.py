@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from montaged import __version__
-from montaged.daemon import daemon_pid
+from montaged.lock import daemon_pid
 from montaged.store import Store, path_raw, path_text
 
 FILE_STATES = ("pending", "queued", "running", "analyzed", "failed", "quarantined")

@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import msgpack
-import numpy as np
-import sqlite_utils
 
 from montaged.analysis import ANALYSIS_VERSION, Analysis
 from montaged.errors import StoreError
@@ -169,7 +167,6 @@ class Store:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.migrate()
             self.version = SCHEMA_VERSION
-        self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
 
     # ---- connection -------------------------------------------------------------------------
@@ -183,6 +180,13 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
+
+    @property
+    def db(self):
+        """A sqlite-utils view of the connection (imported on first use: readers stay light)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -339,7 +343,7 @@ class Store:
         for stale in folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
         for name, array in analysis.arrays.items():
-            write_array(folder / f"{name}.npy", np.asarray(array))
+            write_array(folder / f"{name}.npy", array)
         data = msgpack.packb(analysis.features, use_bin_type=True)
         with self.atomic():
             self.conn.execute(
@@ -352,6 +356,8 @@ class Store:
     def get_features(self, digest: str) -> Analysis | None:
         """The stored analysis, its arrays memory-mapped read-only (nothing is read until used)."""
         import json
+
+        import numpy as np
 
         row = self.query_one("SELECT kind, data, arrays FROM features WHERE digest = ?", (digest,))
         if row is None:
@@ -372,12 +378,14 @@ class Store:
         return True
 
 
-def write_array(path: Path, array: np.ndarray) -> None:
+def write_array(path: Path, array) -> None:
     """Write ``array`` to ``path`` so that readers see the old file or the new one, never half."""
+    import numpy as np
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
+            np.save(fh, np.asarray(array), allow_pickle=False)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

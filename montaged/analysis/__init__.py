@@ -12,9 +12,10 @@ are stored as ``.npy`` files and memory-mapped when read back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are made, not by `montaged status`
+    import numpy as np
 
 # Bump when the analysis output changes shape or meaning, so stored features are recomputed.
 ANALYSIS_VERSION = 1
