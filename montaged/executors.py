@@ -12,6 +12,7 @@ charged an attempt, and the others are requeued uncharged. The pool is then rebu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -215,10 +216,9 @@ class LocalExecutor:
             return  # already being killed: its outcome arrives with the next poll
         run.killed_reason = reason
         if run.pid:
-            try:
+            # Already exited on its own: its outcome arrives with the next poll() all the same.
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(run.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         else:
             run.future.cancel()
 
