@@ -117,7 +117,8 @@ def machine() -> dict:
                 mem = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "python": platform.python_version(),
+    return {"cpu": cpu, "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)), "memory_gib": mem,
+            "python": platform.python_version(),
             "numpy": np.__version__, "pyav": av.__version__, "system": f"{platform.system()} {platform.release()}"}
 
 
@@ -556,7 +557,10 @@ def bench_cold(work: Path, spec: Spec, files: dict, tiny: dict) -> dict:
                 slow_copy(src, folder / name, files["seconds"][name] / COPY_SPEED)
             copy_s = time.monotonic() - t_copy
             t0 = write_manifest(folder / "montage.toml", spec.preview_seconds, seed=1)
-            t1 = wait_replaced(preview, None, 600)
+            try:
+                t1 = wait_replaced(preview, None, 900)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}; folder: {d.folder(folder)}; running: {d.status()['running']}") from None
             ready = d.wait(lambda: (f := d.folder(folder)) and f["state"] in ("ready", "failed") and f, 300,
                            "the folder to be ready")
             if ready["state"] != "ready":
@@ -702,17 +706,29 @@ def main(argv: list[str] | None = None) -> int:
                            "portrait": sum(1 for a in files["plan"] if a["rotation"]), "fps": sorted({a["fps"] for a in files["plan"]})}
     work = args.work or Path(tempfile.mkdtemp(prefix="montaged-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    failed = []
     try:
-        if "warm" in only:
-            say(f"time-to-preview, warm ({spec.clips} x {spec.clip_seconds:g} s {spec.size[1]}p clips, "
-                f"{spec.preview_seconds:g} s preview):")
-            report["warm"] = bench_warm(work, spec, files)
-        if "cold" in only:
-            say(f"time-to-preview, cold (copied at {COPY_SPEED:g}x real time, manifest right after):")
-            report["cold"] = bench_cold(work, spec, files, media(WARMUP, args.cache))
-        if "scale" in only:
-            say(f"scale ({spec.scale_files} files):")
-            report["scale"] = bench_scale(work, spec)
+        # Each part on its own: a part that fails (a daemon bug, a timeout) is recorded with its
+        # reason and the others are still measured.
+        for part in ("warm", "cold", "scale"):
+            if part not in only:
+                continue
+            if part == "warm":
+                say(f"time-to-preview, warm ({spec.clips} x {spec.clip_seconds:g} s {spec.size[1]}p clips, "
+                    f"{spec.preview_seconds:g} s preview):")
+                run = lambda: bench_warm(work, spec, files)  # noqa: E731
+            elif part == "cold":
+                say(f"time-to-preview, cold (copied at {COPY_SPEED:g}x real time, manifest right after):")
+                run = lambda: bench_cold(work, spec, files, media(WARMUP, args.cache))  # noqa: E731
+            else:
+                say(f"scale ({spec.scale_files} files):")
+                run = lambda: bench_scale(work, spec)  # noqa: E731
+            try:
+                report[part] = run()
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                say(f"  {part} FAILED: {exc}")
+                report[f"{part}_error"] = str(exc)[:4000]
+                failed.append(part)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -724,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
         os.replace(tmp, out)
         say(f"wrote {out}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

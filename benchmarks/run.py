@@ -57,9 +57,9 @@ def argv_for(name: str, profile: str, out_dir: Path) -> list[str]:
         return {"video": ["--long", "--out", out], "beats": ["--out", out], "preview": [],
                 "e2e": ["--out", out]}[name]
     # default: the suite's first clip (1080p30, 1-s GOP), 3 interleaved runs; beats with 5 speed
-    # runs; the planner only from bench_preview; bench_e2e at its defaults.
+    # runs; the planner only from bench_preview; bench_e2e with 3 warm runs (5 with --full).
     return {"video": ["--clips", "1", "--runs", "3", "--out", out], "beats": ["--runs", "5", "--out", out],
-            "preview": ["--planner-only"], "e2e": ["--out", out]}[name]
+            "preview": ["--planner-only"], "e2e": ["--warm-runs", "3", "--out", out]}[name]
 
 
 def result_path(name: str, profile: str, out_dir: Path) -> Path | None:
@@ -139,6 +139,11 @@ def run_bench(name: str, argv: list[str], out: Path | None) -> dict:
     """Run one benchmark's ``main(argv)``; a failing benchmark is reported, the others still run."""
     started = time.perf_counter()
     status = {"argv": argv, "load_at_start": load()}
+    # A benchmark may pin this process to one core (bench_beats does, to time one core) or set
+    # thread-count variables: undo that afterwards, or every later benchmark, and the daemons
+    # bench_e2e starts, would inherit it.
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    environ = dict(os.environ)
     try:
         if "--planner-only" in argv:
             rc = planner_only(argv, out)
@@ -150,6 +155,11 @@ def run_bench(name: str, argv: list[str], out: Path | None) -> dict:
     except Exception as exc:  # noqa: BLE001 - reported in the table, and the traceback printed
         traceback.print_exc()
         status.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
+        os.environ.clear()
+        os.environ.update(environ)
     status["seconds"] = round(time.perf_counter() - started, 1)
     status["load_at_end"] = load()
     return status
@@ -244,6 +254,14 @@ def rows_preview(doc: dict | None) -> list[dict]:
     return rows
 
 
+def _failed(doc: dict | None, part: str, figure: str, target: str) -> dict:
+    """The row of a part that did not produce a figure: failed (a miss) or not run."""
+    error = (doc or {}).get(f"{part}_error")
+    if error:
+        return _row(figure, target, "FAILED: " + " ".join(error.split())[:300], False, "e2e")
+    return _row(figure, target, "not measured", None, "e2e")
+
+
 def rows_e2e(doc: dict | None) -> list[dict]:
     rows = []
     warm = (doc or {}).get("warm")
@@ -254,7 +272,7 @@ def rows_e2e(doc: dict | None) -> list[dict]:
         rows.append(_row(f, "<= 10 s", _mmm(warm["seconds"]) + f" s (folder analysed in {warm['analysis_seconds']:.0f} s before)",
                          warm["met"], "e2e", warm["seconds"]))
     else:
-        rows.append(_row(f, "<= 10 s", "not measured", None, "e2e"))
+        rows.append(_failed(doc, "warm", f, "<= 10 s"))
     cold = (doc or {}).get("cold")
     f = "time-to-preview cold (copy at 40x real time, manifest right after)"
     if cold:
@@ -263,7 +281,7 @@ def rows_e2e(doc: dict | None) -> list[dict]:
         rows.append(_row(f, "<= 20 s", _mmm(cold["seconds"]) + f" s after the manifest (copy {copy:.1f} s; "
                          f"{since:.1f} s from the first byte)", cold["met"], "e2e", cold["seconds"]))
     else:
-        rows.append(_row(f, "<= 20 s", "not measured", None, "e2e"))
+        rows.append(_failed(doc, "cold", f, "<= 20 s"))
     scale = (doc or {}).get("scale")
     n = scale["files"] if scale else 2000
     f = f"`status --json` with {n:,} files"
@@ -284,8 +302,8 @@ def rows_e2e(doc: dict | None) -> list[dict]:
         rows.append(_row(f"  {n:,} small files tracked and analysed (info)", "-",
                          f"{scale['analysis_seconds']:.0f} s ({scale['files_per_second']:.0f} files/s)", None, "e2e"))
     else:
-        rows.append(_row(f, "< 300 ms", "not measured", None, "e2e"))
-        rows.append(_row("idle daemon CPU", "< 1%", "not measured", None, "e2e"))
+        rows.append(_failed(doc, "scale", f, "< 300 ms"))
+        rows.append(_failed(doc, "scale", "idle daemon CPU", "< 1%"))
     return rows
 
 
