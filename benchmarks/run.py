@@ -49,7 +49,7 @@ SEED_SYSTEM_TTP_S = 180.0  # the system montaged replaces: about 3 minutes from 
 
 def argv_for(name: str, profile: str, out_dir: Path) -> list[str]:
     """The options each benchmark runs with, per profile (see the module docstring)."""
-    out = str(out_dir / f"{name}.json")
+    out = str(result_path(name, profile, out_dir))
     if profile == "smoke":
         return {"video": ["--smoke", "--out", out], "beats": ["--smoke", "--out", out],
                 "preview": ["--planner-only", "--smoke"], "e2e": ["--smoke", "--out", out]}[name]
@@ -62,10 +62,15 @@ def argv_for(name: str, profile: str, out_dir: Path) -> list[str]:
             "preview": ["--planner-only"], "e2e": ["--warm-runs", "3", "--out", out]}[name]
 
 
-def result_path(name: str, profile: str, out_dir: Path) -> Path | None:
+def result_path(name: str, profile: str, out_dir: Path) -> Path:
+    """Where a benchmark's result file goes. The full profile runs the peer benchmarks at their
+    own defaults, so they write their usual files; the shorter profiles keep theirs in ``runs/``
+    so that a quick run never overwrites a full suite's results."""
     if name == "preview" and profile == "full":
-        return RESULTS / "preview.json"  # bench_preview writes its own file
-    return out_dir / f"{name}.json"
+        return RESULTS / "preview.json"  # bench_preview writes its own file, with no --out
+    if name == "e2e" or profile == "full":
+        return out_dir / f"{name}.json"
+    return out_dir / "runs" / f"{name}.json"
 
 
 def planner_only(argv: list[str], out: Path) -> int:
