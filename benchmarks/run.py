@@ -12,10 +12,11 @@ Runs, in this order, each in this process through its ``main(argv)``:
 
 then reads their result files and writes ``benchmarks/results/summary.json`` and ``summary.md``.
 
-Profiles: the default is sized to finish within 15 minutes on a fresh clone of a 2-core machine,
-media generation included (the media is cached in ``benchmarks/.cache/`` for later runs):
-one clip for the PySceneDetect comparison (PySceneDetect is the slow side, and each camera-like
-1080p clip costs about 90 s of CPU to generate), the planner only from bench_preview. ``--full`` runs
+Profiles: the default takes about 11 minutes on a 2-core machine once the media is cached in
+``benchmarks/.cache/``; the first run also generates it (seven camera-like 1080p clips, about
+100 s of CPU each: some 7 more minutes). To keep it that short it runs
+one clip for the PySceneDetect comparison (PySceneDetect is the slow side), the planner only
+from bench_preview, and 3 warm runs. ``--full`` runs
 every benchmark with its own defaults (about twice as long). ``--smoke`` is a harness check on
 tiny media; it writes nothing under ``benchmarks/results/``.
 
