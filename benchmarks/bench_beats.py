@@ -45,6 +45,10 @@ sys.path.insert(0, str(ROOT.parent))
 from montaged.analysis import audio as music  # noqa: E402
 from montaged.media.audio import decode  # noqa: E402
 from montaged.synth import music as synth  # noqa: E402
+try:
+    from benchmarks.common import cpu_model
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from common import cpu_model
 
 CACHE = ROOT / ".cache" / "beats"
 RESULTS = ROOT / "results" / "beats.json"
@@ -165,14 +169,7 @@ def timed(fns: dict, runs: int) -> dict:
 
 
 def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     import av
     import scipy
 

@@ -41,6 +41,10 @@ from montaged.jobs import Job  # noqa: E402
 from montaged.synth.music import make_track  # noqa: E402
 from montaged.synth.video import make_clip  # noqa: E402
 from montaged.tasks import analyze_task  # noqa: E402
+try:
+    from benchmarks.common import cpu_model
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from common import cpu_model
 
 CACHE = ROOT / "benchmarks" / ".cache" / "dask"
 RESULTS = ROOT / "benchmarks" / "results" / "dask.json"
@@ -53,14 +57,7 @@ def noop_task(path: str) -> str:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import distributed
 
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),

@@ -47,6 +47,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+try:
+    from benchmarks.common import cpu_model, memory_gib
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from common import cpu_model, memory_gib
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -100,23 +104,10 @@ def stats(values: list[float], ndigits: int = 3) -> dict:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import av
 
-    mem = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
+    mem = memory_gib()
     return {"cpu": cpu, "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)), "memory_gib": mem,
             "python": platform.python_version(),
             "numpy": np.__version__, "pyav": av.__version__, "system": f"{platform.system()} {platform.release()}"}

@@ -45,6 +45,10 @@ from montaged.montage.preview import plan_folder, write_outputs  # noqa: E402
 from montaged.montage.render import make_proxy  # noqa: E402
 from montaged.synth.music import make_track  # noqa: E402
 from montaged.synth.video import make_clip  # noqa: E402
+try:
+    from benchmarks.common import cpu_model
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from common import cpu_model
 
 try:
     from montaged.config import PreviewConfig
@@ -56,14 +60,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "preview.json"
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         load = os.getloadavg()[0]
     except OSError:

@@ -45,6 +45,10 @@ sys.path.insert(0, str(ROOT.parent))
 
 from montaged.analysis import analyze_path  # noqa: E402
 from montaged.synth import video as synth  # noqa: E402
+try:
+    from benchmarks.common import cpu_model
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from common import cpu_model
 
 CACHE = ROOT / ".cache" / "video"
 RESULTS = ROOT / "results" / "video.json"
@@ -225,14 +229,7 @@ def peak_rss_child(path: Path) -> tuple[float, float]:
 
 
 def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return {"cpu": model, "cores": os.cpu_count(), "load_avg_start": list(os.getloadavg()),
             "python": platform.python_version(), "platform": platform.platform()}
 

@@ -38,6 +38,10 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+try:
+    from benchmarks.common import cpu_model, memory_gib
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from common import cpu_model, memory_gib
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -95,21 +99,8 @@ def planner_only(argv: list[str], out: Path) -> int:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
+    cpu = cpu_model()
+    mem = memory_gib()
     import av
     import numpy
 
