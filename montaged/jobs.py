@@ -152,19 +152,24 @@ def _folder_waiting(conn, folder_text: str) -> bool:
     return any(folder_text == r["path"] or folder_text.startswith(r["path"].rstrip("/") + "/") for r in rows)
 
 
+def _live_files_at_or_under(conn, raw: bytes) -> list:
+    """Rows of the files (not gone) at ``raw``, or anywhere under it when it is a folder.
+    Compared as bytes with a trailing slash, so /trip does not match /trip2."""
+    prefix = raw.rstrip(b"/") + b"/"
+    return conn.execute(
+        "SELECT * FROM files WHERE (rawpath = ? OR substr(rawpath, 1, ?) = ?) AND state != 'gone'",
+        (raw, len(prefix), prefix),
+    ).fetchall()
+
+
 def file_gone(store: Store, path: str) -> list[str]:
     """The file was deleted. Marks it (and everything under it, if it was a folder) gone and
     cancels queued jobs nobody else needs. Features are kept for a while (see
     :func:`forget_gone`): the "deletion" may be half of a move the watcher saw as two events.
     Returns the paths."""
-    raw = path_raw(path)
-    prefix = raw.rstrip(b"/") + b"/"
     now = utcnow()
     with store.atomic() as conn:
-        rows = conn.execute(
-            "SELECT id, path, digest FROM files WHERE (rawpath = ? OR substr(rawpath, 1, ?) = ?) AND state != 'gone'",
-            (raw, len(prefix), prefix),
-        ).fetchall()
+        rows = _live_files_at_or_under(conn, path_raw(path))
         for row in rows:
             conn.execute("UPDATE files SET state = 'gone', updated = ? WHERE id = ?", (now, row["id"]))
         for digest in {r["digest"] for r in rows if r["digest"]}:
@@ -198,13 +203,9 @@ def file_moved(store: Store, src: str, dest: str, root: str) -> bool:
     """A rename or move inside the watch roots: the row follows the file, nothing is re-analysed.
     Returns False when the source was not known (the destination is then handled as new)."""
     src_raw, dest_raw = path_raw(src), path_raw(dest)
-    prefix = src_raw.rstrip(b"/") + b"/"
     now = utcnow()
     with store.atomic() as conn:
-        rows = conn.execute(
-            "SELECT id, rawpath FROM files WHERE (rawpath = ? OR substr(rawpath, 1, ?) = ?) AND state != 'gone'",
-            (src_raw, len(prefix), prefix),
-        ).fetchall()
+        rows = _live_files_at_or_under(conn, src_raw)
         if not rows:
             return False
         for row in rows:
