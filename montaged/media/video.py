@@ -24,6 +24,7 @@ packets the demuxer flags corrupt or the decoder rejects are skipped and counted
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -306,6 +307,21 @@ class _DecodeErrors:
             log.debug("decoder: %s", m.strip())
 
 
+def _drain(ctx) -> None:
+    """Let a decoder's threads finish before it is freed.
+
+    Freeing a frame-threaded decoder (``avcodec_free_context``, in PyAV's dealloc, which holds
+    the GIL) waits for threads still decoding packets fed to it. While :class:`_DecodeErrors`
+    routes FFmpeg's log to Python, such a thread that logs an error ("error while decoding
+    MB", routine for damaged input) waits for the GIL: neither ever goes on (PyAV #909; it hung
+    analysis jobs until ``job_timeout``). Draining waits for the threads with the GIL released,
+    so the free that follows has nothing to wait for.
+    """
+    if ctx.is_open:
+        with contextlib.suppress(av.FFmpegError):
+            ctx.decode(None)
+
+
 # --------------------------------------------------------------------------------------------
 # The file
 
@@ -364,7 +380,14 @@ class VideoFile:
         self.close()
 
     def close(self) -> None:
+        self._drop_cursor()
         self.container.close()
+
+    def _drop_cursor(self) -> None:
+        """Forget the span decoder left open, draining it first (see :func:`_drain`)."""
+        cur, self._cursor = self._cursor, None
+        if cur is not None:
+            _drain(cur.ctx)
 
     # ---------------------------------------------------------------- index
 
@@ -426,7 +449,7 @@ class VideoFile:
     def _seek(self, pts: int | None) -> None:
         self._reads += 1  # the demuxer moves: an open span cursor no longer follows it
         self.work["seeks"] += 1
-        self._cursor = None
+        self._drop_cursor()
         try:
             self.container.seek(0 if pts is None else int(pts), stream=self.stream, backward=True,
                                 any_frame=False)
@@ -604,6 +627,7 @@ class VideoFile:
         cur = self._cursor
         if (cur is None or cur.key != start_key or cur.fed >= need_from
                 or cur.reads != self._reads):
+            self._drop_cursor()
             cur = _Cursor(ctx=self._new_decoder(loop_filter="noref", threads="AUTO"),
                           packets=self._packets_from(int(index.pts[start_key]),
                                                      int(index.dts[start_key])),
