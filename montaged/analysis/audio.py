@@ -86,36 +86,72 @@ def frame_params(sr: int) -> tuple[int, int]:
     return n_fft, n_fft // 2
 
 
+# Frames per block of the STFT: the windowed frames and their spectra (~0.5 MB each at
+# 22 kHz) stay in cache from the window multiply to the mel bands, instead of 30 MB arrays for a
+# 3-minute track going through memory four times.
+_STFT_BLOCK = 128
+
+
 def spectral_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray | float]:
     """Onset envelopes and chroma from one STFT.
 
     Returns ``onset`` (all bands) and ``low_onset`` (below 150 Hz) as positive log-mel flux per
     frame, ``chroma`` [frames, 12], and ``fps`` (frames per second). Frame ``i`` is centred at
-    ``i * hop / sr`` seconds.
+    ``i * hop / sr`` seconds (the signal is zero-padded by half a window at both ends).
     """
     n_fft, hop = frame_params(sr)
     y = np.asarray(y, dtype=np.float32)
     pad = n_fft // 2
-    yp = np.pad(y, (pad, pad))
-    if len(yp) < n_fft:
-        yp = np.pad(yp, (0, n_fft - len(yp)))
-    frames = sliding_window_view(yp, n_fft)[::hop]
-    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    mag = np.abs(scipy.fft.rfft(frames * window, axis=1, workers=1))
+    n_frames = len(y) // hop + 1
     n_mels = 40
     fmax = min(sr / 2.0, 11025.0)
-    mel = mag @ _mel_filters(sr, n_fft, n_mels, 30.0, fmax)
-    # Level-independent log compression: ~60 dB of range below the loudest band.
-    ref = float(mel.max()) or 1.0
-    logmel = np.log1p(mel * (1000.0 / ref))
-    flux = np.maximum(0.0, np.diff(logmel, axis=0, prepend=logmel[:1]))
-    centers = _mel_centers(sr, n_fft, n_mels, 30.0, fmax)
-    low = centers < 150.0
+    mel_fb = _mel_filters(sr, n_fft, n_mels, 30.0, fmax)
     cf = _chroma_filters(sr, n_fft)
-    low_bins = mag[:, : cf.shape[0]]
-    chroma = (low_bins * low_bins) @ cf
-    return {"onset": flux.sum(axis=1), "low_onset": flux[:, low].sum(axis=1), "chroma": chroma,
+    n_low = cf.shape[0]
+    window = _window(n_fft)
+    mel = np.empty((n_frames, n_mels), np.float32)
+    chroma = np.empty((n_frames, 12), np.float32)
+    windowed = np.empty((_STFT_BLOCK, n_fft), np.float32)
+    mag = np.empty((_STFT_BLOCK, n_fft // 2 + 1), np.float32)
+    for i0 in range(0, n_frames, _STFT_BLOCK):
+        i1 = min(i0 + _STFT_BLOCK, n_frames)
+        nb = i1 - i0
+        # Samples of frames i0..i1-1 in padded coordinates: [i0 * hop, (i1 - 1) * hop + n_fft).
+        seg = _padded_slice(y, i0 * hop - pad, (i1 - 1) * hop + n_fft - pad)
+        w = windowed[:nb]
+        np.multiply(sliding_window_view(seg, n_fft)[::hop], window, out=w)
+        spec = scipy.fft.rfft(w, axis=1, workers=1, overwrite_x=True)
+        m = np.abs(spec, out=mag[:nb])
+        np.matmul(m, mel_fb, out=mel[i0:i1])
+        low = m[:, :n_low]
+        np.matmul(low * low, cf, out=chroma[i0:i1])
+    # Level-independent log compression: ~60 dB of range below the loudest band. log(1 + x)
+    # rather than log1p: numpy's log is vectorised for float32, log1p is not (4x slower), and
+    # the difference is far below what a flux can resolve.
+    mel *= 1000.0 / (float(mel.max()) or 1.0)
+    mel += 1.0
+    logmel = np.log(mel, out=mel)
+    flux = np.diff(logmel, axis=0, prepend=logmel[:1])
+    np.maximum(flux, 0.0, out=flux)
+    low_bands = _mel_centers(sr, n_fft, n_mels, 30.0, fmax) < 150.0
+    return {"onset": flux.sum(axis=1), "low_onset": flux[:, low_bands].sum(axis=1), "chroma": chroma,
             "fps": sr / hop}
+
+
+@functools.lru_cache(maxsize=8)
+def _window(n_fft: int) -> np.ndarray:
+    return np.hanning(n_fft + 1)[:-1].astype(np.float32)
+
+
+def _padded_slice(y: np.ndarray, a: int, b: int) -> np.ndarray:
+    """``y[a:b]`` where indices outside ``y`` read as zeros (a view when they are all inside)."""
+    if a >= 0 and b <= len(y):
+        return y[a:b]
+    out = np.zeros(b - a, np.float32)
+    lo, hi = max(a, 0), min(b, len(y))
+    if hi > lo:
+        out[lo - a : hi - a] = y[lo:hi]
+    return out
 
 
 @functools.lru_cache(maxsize=8)
@@ -255,25 +291,25 @@ def track_beats(env: np.ndarray, fps: float, bpm: float, tightness: float = 100.
     lmax = int(round(period * 2))
     lag = np.arange(lmin, lmax + 1)
     penalty = -tightness * np.log(lag / period) ** 2
-    # Predecessor offsets of a block's frames relative to the block start: [lmin, n_lags].
-    rel = np.arange(lmin)[:, None] - lag[None, :]
     rows = np.arange(lmin)
-    cum = local.copy()
-    back = np.full(n, -1, dtype=np.int64)
-    # Pad the front so that early frames see "no predecessor" (-inf) instead of wrapping.
-    padded = np.concatenate([np.full(lmax, -np.inf), cum])
+    # cumscore behind lmax frames of -inf, so that early frames see "no predecessor" instead
+    # of wrapping around.
+    padded = np.concatenate([np.full(lmax, -np.inf), local])
+    cum = padded[lmax:]
+    # preds[i, q] is cumscore at frame i - lag[q]: a view that sees every value as it is written.
+    preds = sliding_window_view(padded, len(lag))[:, ::-1]
+    best_lag = np.zeros(n, dtype=np.int64)
+    best = np.full(n, -np.inf)
     for b0 in range(lmin, n, lmin):
-        size = min(lmin, n - b0)
-        j = (b0 + lmax) + rel[:size]  # indices into ``padded``
-        cand = padded[j] + penalty
+        b1 = min(b0 + lmin, n)
+        cand = preds[b0:b1] + penalty
         k = cand.argmax(axis=1)
-        best = cand[rows[:size], k]
+        gain = cand[rows[: b1 - b0], k]
+        best_lag[b0:b1] = k
+        best[b0:b1] = gain
         # A chain may also start here (the music's first beat); only extend when it helps.
-        extend = best > 0
-        vals = local[b0 : b0 + size] + np.where(extend, best, 0.0)
-        cum[b0 : b0 + size] = vals
-        padded[b0 + lmax : b0 + lmax + size] = vals
-        back[b0 : b0 + size] = np.where(extend, j[rows[:size], k] - lmax, -1)
+        cum[b0:b1] = local[b0:b1] + np.maximum(gain, 0.0)
+    back = np.where(best > 0, np.arange(n) - lag[best_lag], -1)
     # End on the strongest local maximum of cumscore within the last period.
     tail = np.arange(max(0, n - int(period * 1.5)), n)
     last = int(tail[np.argmax(cum[tail])])
@@ -393,20 +429,29 @@ def downbeat_phase(scores: np.ndarray, beats_per_bar: int = BEATS_PER_BAR, switc
     nb, p = len(scores), beats_per_bar
     if nb == 0:
         return np.zeros(0, dtype=int)
-    states = np.arange(p)
-    # trans[from, to]: 0 for the normal advance, -switch_cost otherwise
-    trans = np.full((p, p), -switch_cost)
-    trans[states, (states + 1) % p] = 0.0
-    delta = np.where(states == 0, scores[0], 0.0)
-    back = np.zeros((nb, p), dtype=int)
+    # trans[from][to]: 0 for the normal advance, -switch_cost otherwise. Plain Python floats:
+    # with 4 states, numpy's per-call overhead costs ten times the arithmetic.
+    trans = [[0.0 if (f + 1) % p == to else -float(switch_cost) for to in range(p)] for f in range(p)]
+    emit = [float(x) for x in scores]
+    delta = [emit[0] if s == 0 else 0.0 for s in range(p)]
+    back = [[0] * p]
     for t in range(1, nb):
-        cand = delta[:, None] + trans
-        back[t] = np.argmax(cand, axis=0)
-        delta = cand[back[t], states] + np.where(states == 0, scores[t], 0.0)
+        new, arg = [], []
+        for to in range(p):
+            # the first best predecessor, as np.argmax would pick it
+            best_f, best_v = 0, delta[0] + trans[0][to]
+            for f in range(1, p):
+                v = delta[f] + trans[f][to]
+                if v > best_v:
+                    best_f, best_v = f, v
+            new.append(best_v + (emit[t] if to == 0 else 0.0))
+            arg.append(best_f)
+        delta = new
+        back.append(arg)
     path = np.zeros(nb, dtype=int)
     path[-1] = int(np.argmax(delta))
     for t in range(nb - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
+        path[t - 1] = back[t][path[t]]
     return path
 
 
