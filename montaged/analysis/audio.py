@@ -34,7 +34,11 @@ from montaged.analysis import Analysis, Progress
 
 log = logging.getLogger("montaged.analysis.audio")
 
-ANALYSIS_RATE = 22050  # decode target; the analysis adapts to whatever rate it gets
+# Decode target; the analysis adapts to whatever rate it gets. 11 kHz (44.1 kHz / 4): kick, bass,
+# snare, chords and the aliased top of the hi-hats are all there, and the STFT costs half of
+# what 22 kHz costs. On the benchmark suite and 40 random synthetic tracks beats, downbeats and
+# tempo were as good as at 22 kHz or better (fewer double-tempo errors from the hi-hats).
+ANALYSIS_RATE = 11025
 ENERGY_HZ = 10
 BEATS_PER_BAR = 4
 MIN_BPM, MAX_BPM = 50.0, 220.0
