@@ -129,6 +129,27 @@ def test_agrees_with_pyscenedetect(layouts, name):
     assert cuts_of(analyse(truth.path)) == pyscenedetect_cuts(truth.path)
 
 
+# A flash (a few frames of another picture, then the same still shot again) makes two size
+# spikes close together, and the keyframes around it look alike; yet ContentDetector (merge
+# mode) reports a cut at the flash. The sparse path must decode such a group rather than trust
+# the keyframes around it (without that rule both clips lose their cut).
+FLASHES = {
+    "flash-3-frames": dict(duration=4.0, gop=30, cuts=[40, 43], looks=[0, 1, 0], scenecut=False,
+                           motion="none"),
+    "flash-1-frame-no-bframes": dict(duration=4.0, gop=30, cuts=[40, 41], looks=[0, 1, 0],
+                                     scenecut=False, motion="none", bframes=False),
+}
+
+
+@pytest.mark.parametrize("name", list(FLASHES))
+def test_a_flash_is_a_cut_as_for_pyscenedetect(tmp_path, name):
+    truth = make_clip(tmp_path / f"{name}.mp4", seed=3, **FLASHES[name])
+    expected = pyscenedetect_cuts(truth.path)
+    assert expected == [40]  # the fixture really is a flash that PySceneDetect reports
+    for strategy in ("sparse", "full"):
+        assert cuts_of(analyse(truth.path, strategy)) == expected, strategy
+
+
 def test_layouts_really_have_the_gop_structure_they_claim(layouts):
     """Guard against the fixtures silently testing something easier."""
     idx = mv.scan_packets(layouts["gop30-cuts-on-keyframes"].path)

@@ -18,9 +18,11 @@ What differs from PySceneDetect is *which* frames are decoded. Two strategies:
        ``ANCHOR_SPACING`` seconds plus the intra frames around every candidate.
     4. Each candidate is settled from the anchors around it: a difference far above the
        threshold is a cut; far below, or a little below with the layout of colours unchanged
-       (9x16 block means: a pan or noise, not a new shot), is no cut; anything else, and any
-       spike whose exact frame is ambiguous (it follows a run of B-frames), is decoded frame by
-       frame from its keyframe and scored exactly.
+       (9x16 block means: a pan or noise, not a new shot), is no cut; anything else is decoded
+       frame by frame from its keyframe and scored exactly. A spike whose exact frame is
+       ambiguous (it follows a run of B-frames) can only be ruled out that way (anchors not
+       clearly different, layout unchanged: a burst of motion or noise); several spikes close
+       together (a flash in and out) are always decoded.
     5. A change between neighbouring anchors that nothing explains (a cut that fell on a regular
        keyframe) is narrowed down by decoding the keyframes in between, then scored exactly.
 
@@ -70,6 +72,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -596,33 +599,42 @@ def anchor_schedule(index: mv.PacketIndex, windows: np.ndarray, spacing: float,
     return np.array(sorted(chosen), dtype=np.int64)
 
 
-def window_groups(index: mv.PacketIndex, windows: np.ndarray) -> list[tuple[int, int, bool]]:
-    """Candidate windows as units of work: (lo, hi, single).
+class Group(NamedTuple):
+    """A unit of work: candidate windows lo..hi (display frames)."""
+
+    lo: int
+    hi: int
+    single: bool  # one frame whose position is known: may be accepted or rejected from anchors
+    spikes: int  # size-spike windows merged into it (0 for an intra window)
+
+
+def window_groups(index: mv.PacketIndex, windows: np.ndarray) -> list[Group]:
+    """Candidate windows as units of work.
 
     An intra window stands alone. Spike windows close together after the same intra frame are
     merged into one span (decoding them one by one would decode the start of the GOP again and
-    again). ``single`` means one frame whose position is known: it may be settled from anchors.
+    again).
     """
     if len(windows) == 0:
         return []
     intra = np.flatnonzero(index.intra)
     is_intra = index.intra[windows[:, 0]] & (windows[:, 0] == windows[:, 1])
     bucket = np.searchsorted(intra, windows[:, 0], side="right") - 1
-    groups: list[tuple[int, int, bool]] = []
+    groups: list[Group] = []
     current: list[int] | None = None  # [lo, hi, count, bucket]
     for (lo, hi), intra_w, bk in zip(windows.tolist(), is_intra.tolist(), bucket.tolist()):
         if intra_w:
-            groups.append((lo, hi, True))
+            groups.append(Group(lo, hi, True, 0))
             current = None
             continue
-        if (current is not None and current[3] == bk and groups and groups[-1][0] == current[0]
+        if (current is not None and current[3] == bk and groups and groups[-1].lo == current[0]
                 and lo - current[1] <= MERGE_GAP):
             current[1] = max(current[1], hi)
             current[2] += 1
-            groups[-1] = (current[0], current[1], False)
+            groups[-1] = Group(current[0], current[1], False, current[2])
         else:
             current = [lo, hi, 1, bk]
-            groups.append((lo, hi, lo == hi))
+            groups.append(Group(lo, hi, lo == hi, 1))
     return groups
 
 
@@ -633,7 +645,7 @@ def sparse_estimate(index: mv.PacketIndex, windows: np.ndarray) -> float:
     # Groups that cannot be settled from anchors are decoded from their keyframe.
     # Groups that cannot be settled from anchors are decoded from their keyframe; spans in one
     # GOP share one pass (the span decoder continues forward), so each GOP costs up to its last.
-    exact = [(lo, hi) for lo, hi, single in window_groups(index, windows) if not single]
+    exact = [(g.lo, g.hi) for g in window_groups(index, windows) if not g.single]
     if exact:
         span = np.array(exact, dtype=np.int64)
         keys = index.keyframes
@@ -684,14 +696,14 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
     # first P frames after a scene-cut I frame are often large) can only matter if that
     # candidate is not a cut: the flash filter merges a lone above-threshold frame that close
     # after a cut into it. Such windows wait until the candidate is settled.
-    intra_hits = np.array([hi for lo, hi, _ in groups if index.intra[hi]], dtype=np.int64)
+    intra_hits = np.array([g.hi for g in groups if index.intra[g.hi]], dtype=np.int64)
     shadowed = [bool(np.any((intra_hits < lo) & (lo < intra_hits + MIN_SCENE_LEN)))
-                for lo, _, _ in groups]
+                for lo, *_ in groups]
     accepted: set[int] = set()
     unsettled = set(range(len(groups)))
     segments = _segments(index, SEGMENT_SECONDS)
     for k, (seg_first, seg_last) in enumerate(segments):
-        mine = [g for g, (_, hi, _) in enumerate(groups)
+        mine = [g for g, (_, hi, *_) in enumerate(groups)
                 if (seg_first < hi <= seg_last) or (k == 0 and hi <= seg_first)
                 or (k == len(segments) - 1 and hi > seg_last)]
         _sparse_segment(st, index, groups, mine, shadowed, accepted, unsettled, windows,
@@ -706,13 +718,13 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
 def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int],
                     shadowed: list[bool], accepted: set[int], unsettled: set[int],
                     windows: np.ndarray, seg_first: int, seg_last: int) -> None:
-    # Windows that will be decoded frame by frame anyway go first: their spans decode the
-    # keyframes before them, which then need no decoding of their own as anchors.
+    # Windows that will be decoded frame by frame anyway (several spikes close together: a
+    # flash in and out, or a cut and a cut back) go first: their spans decode the keyframes
+    # before them, which then need no decoding of their own as anchors.
     for g in mine:
-        lo, hi, single = groups[g]
-        if not single and not shadowed[g]:
-            st.decode_exact(lo, hi)
-    seg_windows = np.array([groups[g][:2] for g in mine], dtype=np.int64).reshape(-1, 2)
+        if groups[g].spikes > 1 and not shadowed[g]:
+            st.decode_exact(groups[g].lo, groups[g].hi)
+    seg_windows = np.array([(groups[g].lo, groups[g].hi) for g in mine], dtype=np.int64).reshape(-1, 2)
     st.decode_intra(anchor_schedule(index, seg_windows, ANCHOR_SPACING, seg_first, seg_last))
 
     # 1. Candidate windows, in order: settled from the decoded frames around them, or decoded
@@ -720,13 +732,13 @@ def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int
     #    lies between the two frames it compares; frames decoded for earlier windows count as
     #    neighbours too. Several spikes in one GOP are decoded as one span.
     for g in mine:
-        lo, hi, single = groups[g]
+        lo, hi, single, _spikes = groups[g]
         unsettled.discard(g)
         if shadowed[g]:
             cut_before = [c for c in accepted | {i for i, v in st.exact.items() if v >= THRESHOLD}
                           if c < lo < c + MIN_SCENE_LEN]
             # ...and nothing after it close enough to chain with it into a longer run.
-            follower = any(groups[o][0] < hi + MIN_SCENE_LEN for o in unsettled)
+            follower = any(groups[o].lo < hi + MIN_SCENE_LEN for o in unsettled)
             if cut_before and not follower:
                 continue
         have = np.array(sorted(st.frames.hsv), dtype=np.int64)
@@ -735,13 +747,21 @@ def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int
         # The frame after: the window's own intra frame, or the first intra frame after it.
         after = have[(have >= hi) & np.isin(have, st.intra)]
         b = int(after[0]) if len(after) else None
-        clear = single and a is not None and b is not None and not any(
-            groups[o][1] > a and groups[o][0] <= b for o in unsettled) and not any(
+        clear = a is not None and b is not None and not any(
+            groups[o].hi > a and groups[o].lo <= b for o in unsettled) and not any(
             a < c <= b for c in accepted)
         if not clear:
             st.decode_exact(lo, hi)
             continue
         proxy = float(st.frames.scores([(a, b)])[0])
+        if not single:
+            # One size spike whose exact frame is unknown (B frames before it): the frames
+            # around it can only say "no cut". They do when they are not clearly different
+            # pictures and the layout of colours stayed (a burst of motion or noise made the
+            # spike: the same test as for the anchors in step 2). Otherwise decode and score.
+            if proxy >= THRESHOLD + PROXY_MARGIN or st.layout_change(a, b) >= COARSE_GATE:
+                st.decode_exact(lo, hi)
+            continue
         if proxy >= THRESHOLD + PROXY_MARGIN:
             accepted.add(hi)
         elif proxy >= THRESHOLD:

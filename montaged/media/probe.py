@@ -206,6 +206,13 @@ def _scan_head(container, stream, want_pts: int) -> tuple[np.ndarray, object | N
             tried += 1
             try:
                 frames = packet.decode()
+                if not frames and packet.is_keyframe:
+                    # A decoder holding pictures back for B-frame reordering would need two
+                    # more packets (at 1080p, ~60 ms of decoding) before it lets the keyframe
+                    # out; draining it lets the keyframe out now.
+                    frames = stream.codec_context.decode(None)
+                    if not frames:
+                        stream.codec_context.flush_buffers()  # drained empty: can decode again
             except av.FFmpegError as exc:
                 log.debug("head decode error in stream %d: %s", stream.index, exc)
                 frames = []
