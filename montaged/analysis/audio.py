@@ -90,10 +90,10 @@ def frame_params(sr: int) -> tuple[int, int]:
     return n_fft, n_fft // 2
 
 
-# Frames per block of the STFT: the windowed frames and their spectra (~0.5 MB each at
-# 22 kHz) stay in cache from the window multiply to the mel bands, instead of 30 MB arrays for a
-# 3-minute track going through memory four times.
-_STFT_BLOCK = 128
+# Samples per block of the STFT (frames x window): the windowed frames and their spectra
+# (~0.5 MB each) stay in cache from the window multiply to the mel bands, instead of 15-30 MB
+# arrays for a 3-minute track going through memory four times.
+_STFT_BLOCK_SAMPLES = 1 << 17
 
 
 def spectral_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray | float]:
@@ -115,10 +115,11 @@ def spectral_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray | float]:
     window = _window(n_fft)
     mel = np.empty((n_frames, n_mels), np.float32)
     chroma = np.empty((n_frames, 12), np.float32)
-    windowed = np.empty((_STFT_BLOCK, n_fft), np.float32)
-    mag = np.empty((_STFT_BLOCK, n_fft // 2 + 1), np.float32)
-    for i0 in range(0, n_frames, _STFT_BLOCK):
-        i1 = min(i0 + _STFT_BLOCK, n_frames)
+    block = max(1, _STFT_BLOCK_SAMPLES // n_fft)
+    windowed = np.empty((block, n_fft), np.float32)
+    mag = np.empty((block, n_fft // 2 + 1), np.float32)
+    for i0 in range(0, n_frames, block):
+        i1 = min(i0 + block, n_frames)
         nb = i1 - i0
         # Samples of frames i0..i1-1 in padded coordinates: [i0 * hop, (i1 - 1) * hop + n_fft).
         seg = _padded_slice(y, i0 * hop - pad, (i1 - 1) * hop + n_fft - pad)
@@ -303,17 +304,19 @@ def track_beats(env: np.ndarray, fps: float, bpm: float, tightness: float = 100.
     # preds[i, q] is cumscore at frame i - lag[q]: a view that sees every value as it is written.
     preds = sliding_window_view(padded, len(lag))[:, ::-1]
     best_lag = np.zeros(n, dtype=np.int64)
-    best = np.full(n, -np.inf)
     for b0 in range(lmin, n, lmin):
         b1 = min(b0 + lmin, n)
         cand = preds[b0:b1] + penalty
         k = cand.argmax(axis=1)
-        gain = cand[rows[: b1 - b0], k]
         best_lag[b0:b1] = k
-        best[b0:b1] = gain
         # A chain may also start here (the music's first beat); only extend when it helps.
-        cum[b0:b1] = local[b0:b1] + np.maximum(gain, 0.0)
-    back = np.where(best > 0, np.arange(n) - lag[best_lag], -1)
+        np.add(local[b0:b1], np.maximum(cand[rows[: b1 - b0], k], 0.0), out=cum[b0:b1])
+    # The best predecessor's score again, now for all frames at once (the same two numbers
+    # added, so the same result): chains extend where it was positive.
+    frames = np.arange(n)
+    pred = frames - lag[best_lag]
+    best = np.where(frames >= lmin, padded[pred + lmax] + penalty[best_lag], -np.inf)
+    back = np.where(best > 0, pred, -1)
     # End on the strongest local maximum of cumscore within the last period.
     tail = np.arange(max(0, n - int(period * 1.5)), n)
     last = int(tail[np.argmax(cum[tail])])
