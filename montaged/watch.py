@@ -234,6 +234,7 @@ class Candidate:
     mtime_ns: int
     changed_at: float  # monotonic time of the last observed change
     writing: bool  # a write was seen and no close after it
+    closed: bool = False  # its writer closed it (or renamed it into place) since the last change
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,9 @@ class Settler:
         self.roots = roots
         self.manifest_name = settings.preview.manifest
         self.pending: dict[str, Candidate] = {}
+        # Folders whose manifest arrived (folder -> monotonic time): the user says the folder
+        # is complete, so its closed files need not wait out settle_seconds.
+        self.signalled: dict[str, float] = {}
 
     def _wanted(self, path: str) -> str | None:
         """'media', 'manifest' or None for a path inside a root."""
@@ -283,8 +287,9 @@ class Settler:
         """Would this path ever be analysed under the current settings?"""
         return self._wanted(path) == "media"
 
-    def add(self, path: str, *, writing: bool = False, now: float | None = None) -> None:
-        """Track ``path`` until it is complete (scans and moves-in call this directly)."""
+    def add(self, path: str, *, writing: bool = False, now: float | None = None, closed: bool = False) -> None:
+        """Track ``path`` until it is complete (scans and moves-in call this directly).
+        ``closed``: its writer is known to be done with it (a close or a rename into place)."""
         try:
             st = os.stat(path)
         except OSError:
@@ -296,8 +301,9 @@ class Settler:
         old = self.pending.get(path)
         if old and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns) and not writing:
             old.writing = False
+            old.closed = old.closed or closed
             return
-        self.pending[path] = Candidate(path, st.st_size, st.st_mtime_ns, now, writing)
+        self.pending[path] = Candidate(path, st.st_size, st.st_mtime_ns, now, writing, closed and not writing)
 
     def feed(self, event: RawEvent) -> list[Decision]:
         """Take one raw event; return decisions that need no waiting (moves, deletions)."""
@@ -306,9 +312,11 @@ class Settler:
             return [Decision("rescan", "")]
         if event.kind in ("created", "modified", "closed"):
             if self._wanted(event.path):
-                self.add(event.path, writing=event.kind == "modified", now=event.at)
+                self.add(event.path, writing=event.kind == "modified", now=event.at,
+                         closed=event.kind == "closed")
                 if event.kind == "closed" and event.path in self.pending:
                     self.pending[event.path].writing = False
+                    self.pending[event.path].closed = True
         elif event.kind in ("moved", "dir_moved"):
             self.pending.pop(event.path, None)
             src_root = root_of(event.path, self.roots)
@@ -321,7 +329,7 @@ class Settler:
                     self.add(event.dest, now=event.at)  # known -> no work; unknown -> analysed
                 elif dest_kind:
                     # x.part -> x, or moved in from outside: complete once it has settled.
-                    self.add(event.dest, now=event.at)
+                    self.add(event.dest, now=event.at, closed=True)
                     if src_kind == "manifest":
                         out.append(Decision("manifest_removed", event.path))
                 elif src_kind == "media":
@@ -357,14 +365,41 @@ class Settler:
         name = os.path.basename(path)
         return "manifest" if name == self.manifest_name else ("media" if is_media(name) else None)
 
+    def _signalled(self, path: str, now: float) -> bool:
+        """Is ``path`` in (or under) a folder whose manifest arrived recently?"""
+        for folder, at in list(self.signalled.items()):
+            if now - at > self.OPEN_WRITER_GRACE:
+                del self.signalled[folder]
+            elif path.startswith(folder + os.sep):
+                return True
+        return False
+
     def due(self, now: float | None = None) -> list[Decision]:
-        """Candidates that have been quiet for ``settle_seconds`` and are unchanged on disk."""
+        """Candidates that have been quiet for ``settle_seconds`` and are unchanged on disk.
+
+        A manifest says its folder is complete: from then on (for ``OPEN_WRITER_GRACE``), files
+        in that folder that their writer closed are complete at once, and come out before the
+        manifest's own decision, so the preview waits for nothing but their analysis. A file
+        written again later is simply analysed again.
+        """
         now = time.monotonic() if now is None else now
         out = []
-        for path, cand in list(self.pending.items()):
+        manifest_settle = min(self.MANIFEST_SETTLE, self.settings.watch.settle_seconds)
+        for path, cand in self.pending.items():
+            if (os.path.basename(path) == self.manifest_name and not cand.writing
+                    and now - cand.changed_at >= manifest_settle):
+                self.signalled[os.path.dirname(path)] = now
+        # Manifests last: the files they wait for are then already decided.
+        order = sorted(self.pending.items(), key=lambda item: os.path.basename(item[0]) == self.manifest_name)
+        for path, cand in order:
             quiet = now - cand.changed_at
             is_manifest = os.path.basename(path) == self.manifest_name
-            settle = min(self.MANIFEST_SETTLE, self.settings.watch.settle_seconds) if is_manifest and not cand.writing else self.settings.watch.settle_seconds
+            if is_manifest and not cand.writing:
+                settle = manifest_settle
+            elif cand.closed and not cand.writing and self.signalled and self._signalled(path, now):
+                settle = 0.0
+            else:
+                settle = self.settings.watch.settle_seconds
             if quiet < settle or (cand.writing and quiet < max(self.OPEN_WRITER_GRACE, 10 * settle)):
                 continue
             try:
@@ -374,6 +409,7 @@ class Settler:
                 continue
             if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
                 cand.size, cand.mtime_ns, cand.changed_at = st.st_size, st.st_mtime_ns, now
+                cand.closed = False  # changed with no event: not known to be done any more
                 continue
             del self.pending[path]
             kind = "manifest" if is_manifest else "complete"

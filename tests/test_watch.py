@@ -102,6 +102,34 @@ def test_settler_moves_deletes_and_manifests(tmp_path):
     assert s.feed(RawEvent("closed", str(tmp_path / "notes.txt"))) == [] and s.pending == {}
 
 
+def test_a_manifest_lets_the_closed_files_of_its_folder_skip_the_settle_wait(tmp_path):
+    s = Settler(make_settings(tmp_path, settle_seconds=3.0), [str(tmp_path)])
+    trip, other = tmp_path / "trip", tmp_path / "other"
+    trip.mkdir()
+    other.mkdir()
+    for p in (trip / "a.mp4", trip / "sub" / "b.mp4", trip / "c.mp4", trip / "d.mp4", other / "e.mp4"):
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x")
+    t0 = time.monotonic()
+    s.feed(RawEvent("closed", str(trip / "a.mp4"), at=t0))
+    s.feed(RawEvent("closed", str(trip / "sub" / "b.mp4"), at=t0))
+    s.feed(RawEvent("modified", str(trip / "c.mp4"), at=t0))  # still being written
+    s.add(str(trip / "d.mp4"), now=t0)  # found by a scan: nobody said it was closed
+    s.feed(RawEvent("closed", str(other / "e.mp4"), at=t0))  # another folder
+    (trip / "montage.toml").write_text('title = "x"\n')
+    s.feed(RawEvent("closed", str(trip / "montage.toml"), at=t0 + 0.1))
+    assert s.due(t0 + 0.2) == []  # the manifest itself has not settled yet
+    decided = s.due(t0 + 0.45)
+    # The closed files come first, then the manifest that waits for them.
+    assert [(d.kind, d.path) for d in decided] == [
+        ("complete", str(trip / "a.mp4")), ("complete", str(trip / "sub" / "b.mp4")),
+        ("manifest", str(trip / "montage.toml"))]
+    # A file closed after the manifest is complete at once too; the others keep their rules.
+    s.feed(RawEvent("closed", str(trip / "c.mp4"), at=t0 + 1.0))
+    assert [d.path for d in s.due(t0 + 1.05)] == [str(trip / "c.mp4")]
+    assert sorted(d.path for d in s.due(t0 + 3.1)) == [str(other / "e.mp4"), str(trip / "d.mp4")]
+
+
 def test_scan_finds_media_and_manifests_and_skips_the_rest(tmp_path):
     (tmp_path / "trip" / ".cache").mkdir(parents=True)
     for name in ("trip/a.mp4", "trip/montage.toml", "trip/.cache/b.mp4", "trip/c.mp4.part", "trip/notes.txt", "d.MOV"):
