@@ -124,6 +124,37 @@ def rendered(media, tmp_path_factory):
     return {"edit": edit, "outputs": outputs, "out": out, "progress": progress}
 
 
+def _numbered_clip(path: Path, n: int, fps: int, size: tuple[int, int]) -> None:
+    """Frame i is flat grey 10 + 4 i (readable back after lossy coding), with B-frames and
+    1-s GOPs, so a cut's pre-roll holds frames that are skipped."""
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        s.options = {"g": "30", "bf": "3", "sc_threshold": "0", "crf": "18"}
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 10 + 4 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in s.encode(frame):
+                out.mux(packet)
+        for packet in s.encode(None):
+            out.mux(packet)
+
+
+@pytest.mark.parametrize("size", [(320, 180), (1280, 720)])  # 720p: decoded without deblocking
+def test_source_frames_are_exact_after_a_skipped_preroll(tmp_path, size):
+    from montaged.montage.render import Source
+
+    _numbered_clip(tmp_path / "n.mp4", 50, 30, size)
+    src = Source(str(tmp_path / "n.mp4"), threads=2, out_size=(320, 180))
+    try:
+        for first in (0, 1, 13, 29, 30, 31, 44, 3):  # and back: every cut seeks
+            shown = [int(round((f.to_ndarray(format="gray").mean() - 10) / 4))
+                     for f in src.frames(first / 30, 5, 30)]
+            assert shown == [first + j for j in range(5)], first
+    finally:
+        src.close()
+
+
 def test_render_matches_the_plan(media, rendered):
     edit, path = rendered["edit"], rendered["outputs"]["preview"]
     assert path == rendered["out"] / "preview.mp4"

@@ -44,8 +44,11 @@ LEVEL_ENERGY = {"low": 0.2, "mid": 0.5, "high": 0.85}
 W_SHARP, W_BRIGHT, W_MOTION, W_VARIETY, W_BALANCE, W_JITTER = 0.25, 0.15, 0.25, 0.20, 0.15, 0.20
 W_UNUSED = 2.0
 # In-point choice: activity (0..1) minus this much for a full PREROLL_SCALE seconds of frames to
-# decode from the previous keyframe.
-W_PREROLL, PREROLL_SCALE = 0.3, 2.0
+# decode from the previous keyframe. Pre-roll is what a render from camera originals (before
+# their proxies exist) spends most on after the shown frames themselves: a quarter more
+# decoding with in-points anywhere in 1-s GOPs. Half a second of it weighs as much as a quarter
+# of the scene's range of activity.
+W_PREROLL, PREROLL_SCALE = 0.5, 1.0
 
 Clip = tuple  # (source_name, features: dict, arrays: Mapping[str, np.ndarray])
 

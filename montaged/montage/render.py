@@ -35,6 +35,7 @@ import av
 import numpy as np
 
 from montaged.errors import MediaError, RenderError
+from montaged.media.probe import open_input
 from montaged.montage.plan import EditList
 
 log = logging.getLogger("montaged.montage.render")
@@ -56,10 +57,15 @@ _BLUR_DARKEN = 0.55
 # 1080p -> 360p step AREA is ~40% cheaper than BILINEAR (which reads only 2x2 of every 3x3
 # pixels), aliases less, and leaves less sensor noise for x264 to spend bits and time on.
 _AREA_BELOW = 0.75
-# A source at least this many times the output's size is decoded without deblocking its
-# non-reference frames: invisible after the downscale, ~10% of a 1080p H.264 decode, and nothing
-# is predicted from those frames, so no error drifts into the frames after them.
+# A source at least this many times the output's size is decoded without deblocking: ~15% of a
+# 1080p H.264 decode. Block edges left in reference frames do drift into the frames predicted
+# from them, but at a third of the size (AREA scaling averages 3x3 pixels) they are not visible
+# in a preview; the full-quality path for editing is the edit list, not this file.
 _FAST_DECODE_FACTOR = 2
+# Before the in-point, frames nothing refers to (most B-frames) are not decoded at all. Frames
+# up to this long before it are decoded anyway: output frame 0 may show the latest frame at or
+# before the in-point, and a source's clock may be off by a frame.
+_PREROLL_MARGIN = 0.1
 
 Progress = Callable[[float], None]
 
@@ -224,7 +230,9 @@ class Source:
         self.path = path
         self.name = os.path.basename(path)
         try:
-            self.container = av.open(path, metadata_errors="ignore")
+            # Without FFmpeg's stream probing, which decodes pictures to learn what the
+            # header says (~80 ms for a 1080p clip, in every render process that opens it).
+            self.container = open_input(path)
         except (av.FFmpegError, OSError) as exc:
             raise RenderError(f"cannot read clip {self.name}: {exc}") from None
         self.stream = video_stream(self.container)
@@ -235,7 +243,7 @@ class Source:
         self.stream.thread_count = threads
         cc = self.stream.codec_context
         if out_size and min(cc.width or 0, cc.height or 0) >= _FAST_DECODE_FACTOR * min(out_size):
-            cc.options = {**cc.options, "skip_loop_filter": "noref"}  # see _FAST_DECODE_FACTOR
+            cc.options = {**cc.options, "skip_loop_filter": "all"}  # see _FAST_DECODE_FACTOR
         self.tb = self.stream.time_base or Fraction(1, 90000)
         self.start = self._first_pts_time()
         cc = self.stream.codec_context
@@ -250,11 +258,21 @@ class Source:
     def close(self) -> None:
         self.container.close()
 
-    def _decoded(self):
+    def _decoded(self, preroll_until: float = -math.inf):
+        """Decoded frames from the demuxer's position on. Packets shown before
+        ``preroll_until`` (seconds) are decoded only if later frames refer to them."""
+        ctx = self.stream.codec_context
+        skip_before = preroll_until - _PREROLL_MARGIN
         try:
-            for frame in self.container.decode(self.stream):
-                if frame.pts is not None:
-                    yield frame
+            # The demuxer ends with an empty packet that drains the decoder (and, unlike
+            # decode(None), gives the last frames their time base).
+            for packet in self.container.demux(self.stream):
+                # Read when the packet is handed to a decoder thread, so it applies per packet.
+                ctx.skip_frame = ("NONREF" if packet.pts is not None and packet.pts * self.tb < skip_before
+                                  else "DEFAULT")
+                for frame in ctx.decode(packet):
+                    if frame.pts is not None:
+                        yield frame
         except av.error.EOFError:
             return
         except (av.error.InvalidDataError, av.error.UndefinedError) as exc:
@@ -271,7 +289,7 @@ class Source:
         back = 0.0
         for attempt in range(4):
             self._seek(t0 - back)
-            gen = self._decoded()
+            gen = self._decoded(preroll_until=t0)
             nxt = next(gen, None)
             # Some files seek past the keyframe asked for: back off and try again.
             if nxt is None or nxt.time <= t0 + tol or t0 - back <= self.start:
