@@ -6,8 +6,11 @@ file with their own decoder (montaged: PyAV; librosa: ``librosa.load`` via sound
 scored with ``mir_eval.beat.f_measure`` (70 ms window, beats before 5 s ignored) and tempo
 error at the annotated (quarter-note) level.
 
-Speed: a 3-minute AAC (.m4a) track, decode included, pinned to one core, median/min/max of N
-runs after a warm-up call on both sides (librosa's numba JIT is warm). ``librosa.load`` cannot
+Speed: a 3-minute AAC (.m4a) track through ``montaged.analysis.analyze_path`` (probe, decode and
+analysis, what a daemon worker runs), pinned to one core, median/min/max of N runs after a
+warm-up call on both sides (librosa's numba JIT is warm). CPU time (``time.process_time``) is
+what the targets are judged on: the machine is shared, and wall time also counts the time other
+processes hold the core; wall time is reported next to it. ``librosa.load`` cannot
 open AAC without an ffmpeg binary (audioread has no backend here), so librosa's AAC pipeline is
 decode + downmix + ``librosa.resample`` (what ``load`` does after decoding) +
 ``beat_track``; the same audio as WAV is also timed with plain ``librosa.load`` + ``beat_track``.
@@ -42,6 +45,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
+from montaged.analysis import analyze_path  # noqa: E402
 from montaged.analysis import audio as music  # noqa: E402
 from montaged.media.audio import decode  # noqa: E402
 from montaged.synth import music as synth  # noqa: E402
@@ -99,14 +103,8 @@ def build(spec: dict, ext: str) -> tuple[Path, synth.TrackTruth]:
     return path, truth
 
 
-class _Info:
-    def __init__(self, duration: float):
-        self.duration = duration
-        self.kind = "audio"
-
-
-def run_montaged(path: Path, duration: float) -> tuple[np.ndarray, float]:
-    result = music.analyze_audio(str(path), _Info(duration), lambda _f: None)
+def run_montaged(path: Path) -> tuple[np.ndarray, float]:
+    result = analyze_path(str(path))
     return np.array(result.features["beats"]), float(result.features["tempo"])
 
 
@@ -165,7 +163,8 @@ def timed(fns: dict, runs: int) -> dict:
             walls[name].append(time.perf_counter() - w0)
             cpus[name].append(time.process_time() - c0)
     return {k: {"median": statistics.median(walls[k]), "min": min(walls[k]), "max": max(walls[k]),
-                "cpu_median": statistics.median(cpus[k]), "runs": runs} for k in fns}
+                "cpu_median": statistics.median(cpus[k]), "cpu_min": min(cpus[k]), "cpu_max": max(cpus[k]),
+                "runs": runs} for k in fns}
 
 
 def machine() -> dict:
@@ -218,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Warm-up both sides once: imports, FFT plans, librosa's numba JIT.
     warm, _t = build(SMOKE[0], "mp3")
-    run_montaged(warm, 24.0)
+    run_montaged(warm)
     if use_librosa:
         run_librosa(warm)
 
@@ -226,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in suite:
         path, truth = build(spec, "mp3")
         t0 = time.perf_counter()
-        beats, tempo = run_montaged(path, truth.duration)
+        beats, tempo = run_montaged(path)
         m_time = time.perf_counter() - t0
         f, terr = score(truth, beats, tempo)
         row = {"track": spec["name"], "bpm": spec["bpm"], "duration": spec["duration"],
@@ -245,16 +244,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # Speed: 3-minute AAC, decode included, one core.
     speed_spec = SMOKE_SPEED_TRACK if args.smoke else SPEED_TRACK
-    aac, truth = build(speed_spec, "m4a")
+    aac, _ = build(speed_spec, "m4a")
     wav, _ = build(speed_spec, "wav")
     speed = {"track": speed_spec["name"], "duration": speed_spec["duration"], "runs": runs}
     fns = {
-        "montaged_aac": lambda: run_montaged(aac, truth.duration),
+        "montaged_aac": lambda: run_montaged(aac),
         # where montaged's time goes, and the alternatives it was measured against
         "montaged_aac_decode_only": lambda: decode(str(aac), music.ANALYSIS_RATE, exact=False),
         "decode_exact_resampler": lambda: decode(str(aac), music.ANALYSIS_RATE, exact=True),
         "ffmpeg_aac_decode_floor": lambda: _decode_floor(aac),
-        "montaged_wav": lambda: run_montaged(wav, truth.duration),
+        "montaged_wav": lambda: run_montaged(wav),
     }
     if use_librosa:
         fns["librosa_aac"] = lambda: run_librosa_aac(aac)
@@ -280,25 +279,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def _summary(rows: list[dict], speed: dict, use_librosa: bool, smoke: bool) -> dict:
     if not rows:
-        s = {"montaged_aac_median_s": round(speed["montaged_aac"]["median"], 4), "targets": {}}
+        s = {"montaged_aac_median_s": round(speed["montaged_aac"]["median"], 4),
+             "montaged_aac_cpu_median_s": round(speed["montaged_aac"]["cpu_median"], 4), "targets": {}}
         if use_librosa:
             s["speedup_aac"] = round(speed["speedup_aac"], 2)
+            s["speedup_aac_cpu"] = round(speed["speedup_aac_cpu"], 2)
         return s
     mf = [r["montaged"]["f"] for r in rows]
     s = {"montaged_mean_f": round(float(np.mean(mf)), 4),
          "montaged_min_f": round(float(np.min(mf)), 4),
          "montaged_max_tempo_error": round(float(max(abs(r["montaged"]["tempo_error"]) for r in rows)), 5),
-         "montaged_aac_median_s": round(speed["montaged_aac"]["median"], 4)}
+         "montaged_aac_median_s": round(speed["montaged_aac"]["median"], 4),
+         "montaged_aac_cpu_median_s": round(speed["montaged_aac"]["cpu_median"], 4)}
     targets = {"mean_f>=0.95": s["montaged_mean_f"] >= TARGET_F,
                "tempo_within_2%_every_track": s["montaged_max_tempo_error"] <= TARGET_TEMPO}
     if not smoke:
-        targets["3min_aac<=0.25s"] = s["montaged_aac_median_s"] <= TARGET_SECONDS
+        targets["3min_aac<=0.25s_cpu"] = s["montaged_aac_cpu_median_s"] <= TARGET_SECONDS
     if use_librosa:
         s["librosa_mean_f"] = round(float(np.mean([r["librosa"]["f"] for r in rows])), 4)
         s["speedup_aac"] = round(speed["speedup_aac"], 2)
+        s["speedup_aac_cpu"] = round(speed["speedup_aac_cpu"], 2)
         s["speedup_wav"] = round(speed["speedup_wav"], 2)
         targets["f>=librosa_every_track"] = all(r["montaged"]["f"] >= r["librosa"]["f"] for r in rows)
-        targets[">=3x_faster_than_librosa_aac"] = speed["speedup_aac"] >= TARGET_SPEEDUP
+        targets[">=3x_faster_than_librosa_aac_cpu"] = speed["speedup_aac_cpu"] >= TARGET_SPEEDUP
     s["targets"] = targets
     return s
 
@@ -319,13 +322,15 @@ def _print_report(report: dict, use_librosa: bool) -> None:
           f"load average {mach['load_average']}, python {mach['python']}, numpy {mach['numpy']}, av {mach['av']}"
           + (f", librosa {mach['librosa']}" if use_librosa else ""))
     sp = report["speed"]
-    print(f"\nspeed on {sp['track']} ({sp['duration']:.0f} s), wall seconds, median / min / max of N runs:")
+    print(f"\nspeed on {sp['track']} ({sp['duration']:.0f} s), seconds, median / min / max of N runs:")
+    print(f"  {'':56s} {'cpu':>23s}   {'wall':>23s}")
 
     def fmt(key, label):
         t = sp[key]
-        print(f"  {label:48s} {t['median']:7.3f} {t['min']:7.3f} {t['max']:7.3f}  (cpu {t['cpu_median']:.3f}, N={t['runs']})")
+        print(f"  {label:56s} {t['cpu_median']:7.3f} {t['cpu_min']:7.3f} {t['cpu_max']:7.3f}   "
+              f"{t['median']:7.3f} {t['min']:7.3f} {t['max']:7.3f}  (N={t['runs']})")
 
-    fmt("montaged_aac", "montaged analyze, AAC (decode + analysis)")
+    fmt("montaged_aac", "montaged analyze_path, AAC (probe+decode+analysis)")
     fmt("montaged_aac_decode_only", "  of which: decode (fast path)")
     fmt("decode_exact_resampler", "  for reference: decode via av.AudioResampler")
     fmt("ffmpeg_aac_decode_floor", "  for reference: bare PyAV AAC decode (the floor)")
@@ -333,8 +338,8 @@ def _print_report(report: dict, use_librosa: bool) -> None:
     if use_librosa:
         fmt("librosa_aac", "librosa AAC: same decode, librosa resample+beat_track")
         fmt("librosa_wav", "librosa load + beat_track, WAV")
-        print(f"  speedup (median wall): AAC {sp['speedup_aac']:.1f}x, WAV {sp['speedup_wav']:.1f}x; "
-              f"(median cpu): AAC {sp['speedup_aac_cpu']:.1f}x, WAV {sp['speedup_wav_cpu']:.1f}x")
+        print(f"  speedup (median cpu): AAC {sp['speedup_aac_cpu']:.1f}x, WAV {sp['speedup_wav_cpu']:.1f}x; "
+              f"(median wall): AAC {sp['speedup_aac']:.1f}x, WAV {sp['speedup_wav']:.1f}x")
     s = report["summary"]
     if not report["tracks"]:
         return

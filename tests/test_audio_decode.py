@@ -71,7 +71,7 @@ FILES = [
 @pytest.mark.parametrize("ext,kwargs", FILES, ids=[f"{e}-{'-'.join(map(str, k.values())) or 'plain'}" for e, k in FILES])
 def test_fast_decode_matches_a_plain_reference(tmp_path, monkeypatch, ext, kwargs, chunk, rate):
     if chunk:
-        monkeypatch.setattr(media_audio._NumpySink, "CHUNK", chunk)
+        monkeypatch.setattr(media_audio._NumpySink, "CHUNK_BYTES", chunk)
     if ext == "alac":
         path = str(tmp_path / "t.m4a")
         _write_alac(path)
@@ -89,22 +89,25 @@ def test_fast_decode_matches_a_plain_reference(tmp_path, monkeypatch, ext, kwarg
     np.testing.assert_allclose(d.samples[:n], ref[:n], atol=2e-6)
 
 
-def _frame(samples: np.ndarray, fmt: str, layout: str, pts: int) -> av.AudioFrame:
+def _frame(samples: np.ndarray, fmt: str, layout: str, pts: int, rate: int = 44100) -> av.AudioFrame:
     frame = av.AudioFrame.from_ndarray(samples, format=fmt, layout=layout)
-    frame.sample_rate, frame.pts = 44100, pts
+    frame.sample_rate, frame.pts = rate, pts
     return frame
 
 
 @pytest.mark.parametrize("factor", [1, 3, 4, 6])
 def test_sink_follows_format_and_layout_changes(factor):
-    """Odd frame sizes in three formats and layouts, with a gap: nothing lost or misread at
-    the switches, including the samples carried over between decimation steps."""
+    """Odd frame sizes in four formats and three layouts, a rate change and a gap: nothing lost
+    or misread at the switches, including the samples carried over between decimation steps.
+    (A rate change is not resampled: the samples only have to arrive whole and in order.)"""
     rng = np.random.default_rng(1)
     sink = media_audio._NumpySink(factor)
     expected = []
     pts = 0
-    for fmt, layout, n in [("s16", "stereo", 1001), ("s16", "stereo", 998), ("fltp", "mono", 997),
-                           ("u8", "5.1", 1003), ("fltp", "stereo", 1000)]:
+    for fmt, layout, n, rate in [("s16", "stereo", 1001, 44100), ("s16", "stereo", 998, 44100),
+                                 ("fltp", "mono", 997, 44100), ("u8", "5.1", 1003, 44100),
+                                 ("fltp", "5.1", 1001, 44100), ("fltp", "stereo", 1000, 44100),
+                                 ("fltp", "stereo", 999, 48000)]:
         nch = av.AudioLayout(layout).nb_channels
         x = rng.uniform(-0.8, 0.8, (nch, n))
         if fmt == "s16":
@@ -117,7 +120,7 @@ def test_sink_follows_format_and_layout_changes(factor):
             data = x.astype(np.float32)
             x = data.astype(np.float64)
         keep = [0, 1, 2, 4, 5] if layout == "5.1" else list(range(nch))
-        sink.push(_frame(data, fmt, layout, pts))
+        sink.push(_frame(data, fmt, layout, pts, rate))
         expected.append(x[keep].mean(axis=0))
         pts += n
         if fmt == "fltp" and layout == "mono":
