@@ -625,7 +625,8 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
     tempo, strength, alternates = estimate_tempo(env, fps)
     beat_frames = np.zeros(0)
     conf = 0.0
-    audible = float(np.abs(y).max(initial=0.0)) > 1e-4
+    # The peak from two reductions: np.abs(y) would be one more full-length array.
+    audible = max(float(y.max(initial=0.0)), -float(y.min(initial=0.0))) > 1e-4
     if not audible:
         strength = 0.0
     if duration >= 1.5 and audible and strength > 0:
