@@ -107,6 +107,7 @@ class Daemon:
         if resumed:
             log.info("resuming %d job(s) interrupted by the last stop", resumed)
         self.executor = make_executor(s)
+        self.executor.on_done = self._wake
         self.hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="montaged-hash")
         roots = [str(r) for r in s.paths.watch]
         self.settler = Settler(s, roots)
@@ -271,6 +272,8 @@ class Daemon:
 
     # ---- events and decisions --------------------------------------------------------------------
     def _handle_raw(self, event: RawEvent) -> None:
+        if event.kind == "wake":
+            return
         for decision in self.settler.feed(event):
             self._apply(decision)
 
@@ -324,7 +327,13 @@ class Daemon:
 
     # ---- hashing ---------------------------------------------------------------------------------
     def _hash(self, file_id: int, path: str, st: os.stat_result | None = None) -> None:
-        self.hash_futures[self.hashing.submit(file_digest, path)] = (file_id, path, st)
+        future = self.hashing.submit(file_digest, path)
+        self.hash_futures[future] = (file_id, path, st)
+        future.add_done_callback(lambda _f: self._wake())
+
+    def _wake(self) -> None:
+        """Make the main loop's wait end now (called from other threads when work finished)."""
+        self.events.put(RawEvent("wake", ""))
 
     def _collect_hashes(self) -> None:
         for future in [f for f in self.hash_futures if f.done()]:

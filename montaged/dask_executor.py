@@ -213,6 +213,7 @@ class DaskExecutor:
         self.roots = [str(r) for r in settings.paths.watch]
         self.connect_timeout = connect_timeout
         self.local = LocalExecutor(w.processes, render_processes=1, memory_limit_mb=w.memory_limit_mb)
+        self._on_done_hook: Callable[[], None] | None = None
         self.progress: dict[int, float] = {}
         self.submitted: Counter = Counter()  # jobs sent to "dask", "local" (fallback), "render"
         self._progress_changed: dict[int, float] = {}
@@ -404,8 +405,24 @@ class DaskExecutor:
         # job's fault, so it goes back to the queue uncharged.
         return Outcome(job, error=f"interrupted: {value}", charged=False)
 
+    @property
+    def on_done(self) -> Callable[[], None] | None:
+        """Called when a job ends (see LocalExecutor.on_done), remote or local."""
+        return self._on_done_hook
+
+    @on_done.setter
+    def on_done(self, hook: Callable[[], None] | None) -> None:
+        self._on_done_hook = self.local.on_done = hook
+
     def _on_done(self, job_id: int, key: str, future) -> None:
         """Runs in Dask's callback thread: fetch the result there, never on the main loop."""
+        try:
+            self._settle(job_id, key, future)
+        finally:
+            if self._on_done_hook is not None:
+                self._on_done_hook()
+
+    def _settle(self, job_id: int, key: str, future) -> None:
         from distributed.client import FutureCancelledError
 
         try:

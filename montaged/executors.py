@@ -133,6 +133,9 @@ class LocalExecutor:
         self.pool_rebuilds = 0
         self.progress: dict[int, float] = {}
         self._unreported: dict[int, float] = {}
+        # Called (from a pool's thread) when a job's future completes: the daemon wakes its main
+        # loop with it, so a free worker gets its next job now rather than at the next tick.
+        self.on_done: Callable[[], None] | None = None
 
     def info(self) -> dict:
         return {"kind": self.kind, "workers": self.sizes["analysis"], "render_workers": self.sizes["render"], "scheduler": None, "error": None}
@@ -170,6 +173,12 @@ class LocalExecutor:
             future.cancel()
         self._workers[pool].update(getattr(executor, "_processes", None) or {})
         self._running[job.id] = _Running(job, future, pool)
+        future.add_done_callback(self._notify_done)
+
+    def _notify_done(self, _future) -> None:
+        hook = self.on_done
+        if hook is not None:
+            hook()
 
     def running_jobs(self) -> list:
         return [r.job for r in self._running.values()]

@@ -103,7 +103,7 @@ def choose_observer(path: str, setting: str) -> str:
 
 @dataclass(frozen=True)
 class RawEvent:
-    kind: str  # created | modified | closed | moved | deleted | dir_deleted | dir_moved | overflow
+    kind: str  # created | modified | closed | moved | deleted | dir_deleted | dir_moved | overflow | wake
     path: str
     dest: str | None = None
     at: float = field(default_factory=time.monotonic)
