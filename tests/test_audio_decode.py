@@ -165,3 +165,13 @@ def test_layout_change_mid_stream(tmp_path):
     first, second = y[int(0.3 * out_rate): int(1.7 * out_rate)], y[int(2.3 * out_rate): int(3.7 * out_rate)]
     assert rms(first) == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
     assert rms(second) == pytest.approx(0.2 / np.sqrt(2), rel=0.1)
+
+
+def test_fast_decode_of_a_window(tmp_path):
+    path = str(tmp_path / "t.m4a")
+    make_track(path, duration=8.0, seed=1)
+    full, rate = decode_audio(path, 11025, exact=False)
+    part, rate2 = decode_audio(path, 11025, start=3.0, duration=2.0, exact=False)
+    assert rate2 == rate == 11025 and len(part) == 2 * rate
+    ref = full[3 * rate: 5 * rate]
+    assert np.corrcoef(part[100:-100], ref[100:-100])[0, 1] > 0.99
