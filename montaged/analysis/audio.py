@@ -12,10 +12,11 @@ on synthesised signals without files. The pipeline:
 3. :func:`track_beats`: dynamic programming in the style of Ellis (2007): the best chain of
    onsets whose spacing stays close to the beat period, so it follows a slowly drifting tempo.
 4. :func:`choose_metrical_level`: octave-error control on the tracked beats: if every other beat
-   is much weaker than its neighbours the tempo is doubled (a listener taps the strong ones); if
-   the points halfway between beats carry onsets as strong as the beats, it is halved.
-5. :func:`downbeats_from_beats`: bar phase from chord changes and low-band onsets, decoded with a
-   small Viterbi pass so that a dropped beat does not shift every bar after it.
+   is much weaker than its neighbours the tempo is halved (a listener taps the strong ones); if
+   the points halfway between beats carry onsets as strong as the beats, it is doubled.
+5. :func:`downbeat_scores` and :func:`downbeat_phase`: bar phase from chord changes and low-band
+   onsets, decoded with a small Viterbi pass so that a dropped beat does not shift every bar
+   after it.
 6. :func:`energy_curve`, :func:`energy_sections`, :func:`phrase_starts`.
 """
 
