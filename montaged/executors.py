@@ -328,6 +328,9 @@ def _death_message(code: int | None) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
+        if -code in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT):
+            # The decoder (or numpy) crashed on this input: say so, the signal is for the log.
+            return f"the worker process crashed on this file ({name})"
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
         return f"the worker process was killed by {name}{hint}"
     return f"the worker process exited with status {code}"

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 FAULTS = {
     "__kill__": "killed by SIGKILL",
-    "__segv__": "killed by SIGSEGV",
+    "__segv__": "crashed on this file (SIGSEGV)",
     "__oom__": "ran out of memory",
     "__hang__": "timed out after 6s",
 }
