@@ -6,11 +6,14 @@ to the damage):
 
 * ``exact=True`` (default): FFmpeg's resampler (``av.AudioResampler``) converts format, layout
   and rate in C, so the result is at exactly ``rate``.
-* ``exact=False``: the analysis path. The channels are averaged with numpy (LFE left out) and
-  the rate is divided by an integer factor with a box filter, giving a rate near ``rate``
-  (44.1 kHz -> 22050, 48 kHz -> 24000, 96 kHz -> 24000). On a 3-minute AAC file this costs
-  ~0.03 s instead of ~0.2-0.4 s for the resampler, whose per-frame overhead in PyAV and whose
-  high-quality filter are wasted on onset detection (measured in benchmarks/bench_beats.py).
+* ``exact=False``: the analysis path. Every frame goes into FFmpeg's sample FIFO (one C call);
+  every ~0.5 s of samples numpy averages the channels (LFE left out) and divides the rate by an
+  integer factor that divides the source rate, with a box filter, giving a rate near ``rate``
+  (for 11025, the analysis rate: 44.1 kHz -> 11025, 48 and 96 kHz -> 12000, 32 kHz -> 16000,
+  8 kHz -> 8000).
+  On a 3-minute AAC file this adds ~0.05 s to FFmpeg's own decoding (~0.13-0.19 s on the 2-core
+  benchmark machine) where the resampler adds ~0.3 s: PyAV's per-frame overhead and a
+  high-quality filter that onset detection does not need (benchmarks/bench_beats.py).
 
 Time 0 of the returned signal is media time ``start`` measured from the container's start time,
 the clock players show. Encoder delay (mp3/AAC priming) is already removed by FFmpeg.
