@@ -255,7 +255,7 @@ class _NumpySink:
     # 256 KiB +7 ms.
     CHUNK_BYTES = 96 << 10
 
-    # Slots: push() reads a few attributes per frame, faster from slots than from a dict.
+    # A fixed set of attributes: push() runs per frame, a misspelt one must fail, not be created.
     __slots__ = ("factor", "_out", "_n", "_carry", "_offset", "_gain", "_scratch", "_layout", "_fifo", "_chunk",
                  "_dtype", "_keep", "_planar", "_nch")
 
@@ -301,6 +301,7 @@ class _NumpySink:
         self._fifo = av.AudioFifo()
 
     def push(self, frame) -> None:
+        """Queue ``frame``'s samples. The frame's ``pts`` is cleared: read it before."""
         # The layout, every frame: the FIFO checks sample format, rate and time base itself, but
         # not the channel count, and would read past the planes of a frame with fewer channels.
         # Layouts compare in C (comparing layout.name would format a string per frame).
@@ -321,7 +322,8 @@ class _NumpySink:
             self._flush()
 
     def push_silence(self, n: int, like=None) -> None:
-        """``n`` source-rate samples of silence (a hole left by a lost packet)."""
+        """``n`` source-rate samples of silence (a hole left by a lost packet). ``like`` (the
+        frame after the hole) is only needed by the resampler sink."""
         self._flush()
         c = self._carry
         x = np.full(c + n, self._offset, np.float32)  # the format's zero level (128 for u8)
