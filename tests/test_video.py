@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -139,6 +140,29 @@ FLASHES = {
     "flash-1-frame-no-bframes": dict(duration=4.0, gop=30, cuts=[40, 41], looks=[0, 1, 0],
                                      scenecut=False, motion="none", bframes=False),
 }
+
+
+def _index_of_sizes(sizes: list[int]) -> mv.PacketIndex:
+    """A packet index of an I frame then P frames of the given sizes (no B frames)."""
+    n = len(sizes) + 1
+    ptype = np.full(n, mv.P_FRAME, np.int8)
+    ptype[0] = mv.I_FRAME
+    key = np.zeros(n, bool)
+    key[0] = True
+    return mv.PacketIndex(pts=np.arange(n, dtype=np.int64), dts=np.arange(n, dtype=np.int64),
+                          size=np.array([100_000, *sizes], np.int32), key=key, ptype=ptype,
+                          decode_order=np.arange(n, dtype=np.int32), time_base=Fraction(1, 30),
+                          corrupt=0, truncated=False, stream_index=0, codec="h264")
+
+
+def test_sustained_change_tells_a_speeding_pan_from_a_flash():
+    group = va.Group(lo=5, hi=6, single=False, spikes=2)
+    # Frames stay large after the spikes: the picture keeps changing more (a pan speeding up).
+    assert va.sustained_change(_index_of_sizes([2000] * 4 + [9000, 9000] + [6000] * 4), group)
+    # Back to the size before them: a flash, or a cut and a cut back.
+    assert not va.sustained_change(_index_of_sizes([2000] * 4 + [9000, 9000] + [2100] * 4), group)
+    # Too few frames to tell: not ruled out.
+    assert not va.sustained_change(_index_of_sizes([2000] * 4 + [9000, 9000] + [6000]), group)
 
 
 @pytest.mark.parametrize("name", list(FLASHES))

@@ -21,8 +21,10 @@ What differs from PySceneDetect is *which* frames are decoded. Two strategies:
        (9x16 block means: a pan or noise, not a new shot), is no cut; anything else is decoded
        frame by frame from its keyframe and scored exactly. A spike whose exact frame is
        ambiguous (it follows a run of B-frames) can only be ruled out that way (anchors not
-       clearly different, layout unchanged: a burst of motion or noise); several spikes close
-       together (a flash in and out) are always decoded.
+       clearly different, layout unchanged: a burst of motion or noise); so can several
+       spikes close together after which the frames stay large (a pan speeding up), but not
+       ones after which they shrink back (a flash in and out, or a cut and a cut back: those
+       are always decoded).
     5. A change between neighbouring anchors that nothing explains (a cut that fell on a regular
        keyframe) is narrowed down by decoding the keyframes in between, then scored exactly.
 
@@ -100,6 +102,8 @@ SPIKE_WINDOW = 2
 # their pixels differ a lot (a pan moves every pixel, not the colours of the regions).
 COARSE_GATE = 20.0
 MERGE_GAP = 15  # frames: spike windows closer than this in one GOP are decoded as one span
+SUSTAIN_FRAMES = 3  # P frames before and after a group of spikes compared by sustained_change
+SUSTAIN_RATIO = 1.5
 FULL_BELOW_FRAMES = 60  # shorter files are simply decoded in full
 FULL_IF_FRACTION = 0.85  # sparse is abandoned when it would decode this share of the frames
 INTRA_COST = 4.0  # decoding an intra picture costs about this many predicted ones
@@ -638,6 +642,23 @@ def window_groups(index: mv.PacketIndex, windows: np.ndarray) -> list[Group]:
     return groups
 
 
+def sustained_change(index: mv.PacketIndex, group: Group) -> bool:
+    """Do the predicted frames after ``group`` stay SUSTAIN_RATIO times larger than those
+    before it?
+
+    Several size spikes close together are a flash (a few frames of another picture, then the
+    shot again: the frames after it are predicted as cheaply as before) or a cut and a cut back,
+    unless the frames after them stay large: then the picture kept changing more than before
+    (a pan speeding up, noise rising), which the frames around the group can rule on.
+    """
+    pred = np.flatnonzero(index.ptype == mv.P_FRAME)
+    pred = pred[~index.intra[pred]]
+    before, after = pred[pred < group.lo][-SUSTAIN_FRAMES:], pred[pred > group.hi][:SUSTAIN_FRAMES]
+    if len(before) < SUSTAIN_FRAMES or len(after) < SUSTAIN_FRAMES:
+        return False
+    return bool(np.median(index.size[after]) >= SUSTAIN_RATIO * np.median(index.size[before]))
+
+
 def sparse_estimate(index: mv.PacketIndex, windows: np.ndarray) -> float:
     """Rough decode cost of the sparse strategy, in predicted-frame units (for choosing)."""
     anchors = anchor_schedule(index, windows, ANCHOR_SPACING)
@@ -718,11 +739,11 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
 def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int],
                     shadowed: list[bool], accepted: set[int], unsettled: set[int],
                     windows: np.ndarray, seg_first: int, seg_last: int) -> None:
-    # Windows that will be decoded frame by frame anyway (several spikes close together: a
-    # flash in and out, or a cut and a cut back) go first: their spans decode the keyframes
-    # before them, which then need no decoding of their own as anchors.
+    # Windows that will be decoded frame by frame anyway (several spikes close together that
+    # pass: a flash in and out, or a cut and a cut back) go first: their spans decode the
+    # keyframes before them, which then need no decoding of their own as anchors.
     for g in mine:
-        if groups[g].spikes > 1 and not shadowed[g]:
+        if groups[g].spikes > 1 and not shadowed[g] and not sustained_change(index, groups[g]):
             st.decode_exact(groups[g].lo, groups[g].hi)
     seg_windows = np.array([(groups[g].lo, groups[g].hi) for g in mine], dtype=np.int64).reshape(-1, 2)
     st.decode_intra(anchor_schedule(index, seg_windows, ANCHOR_SPACING, seg_first, seg_last))
@@ -755,11 +776,13 @@ def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int
             continue
         proxy = float(st.frames.scores([(a, b)])[0])
         if not single:
-            # One size spike whose exact frame is unknown (B frames before it): the frames
-            # around it can only say "no cut". They do when they are not clearly different
-            # pictures and the layout of colours stayed (a burst of motion or noise made the
-            # spike: the same test as for the anchors in step 2). Otherwise decode and score.
-            if proxy >= THRESHOLD + PROXY_MARGIN or st.layout_change(a, b) >= COARSE_GATE:
+            # One size spike whose exact frame is unknown (B frames before it), or several
+            # that leave the frame sizes up (see sustained_change): the frames around them can
+            # only say "no cut". They do when they are not clearly different pictures and the
+            # layout of colours stayed (motion or noise made the spikes: the same test as for
+            # the anchors in step 2). Otherwise decode and score.
+            if (groups[g].spikes > 1 and not sustained_change(index, groups[g])) or \
+                    proxy >= THRESHOLD + PROXY_MARGIN or st.layout_change(a, b) >= COARSE_GATE:
                 st.decode_exact(lo, hi)
             continue
         if proxy >= THRESHOLD + PROXY_MARGIN:
