@@ -14,7 +14,8 @@ For every file, in one run and interleaved so both sides see the same machine lo
 
 median/min/max wall time of ``--runs`` runs each, the speed ratio of the medians, cut F1 against
 the truth and against PySceneDetect (a cut matches within +-1 frame), and how many times real
-time montaged runs. ``--long`` also measures the peak RSS of one montaged analysis of a
+time montaged runs. The 10x target is judged on the slowest ratio among the five 1080p30 1-s GOP
+clips (the first five of the suite; ``--clips 5`` measures just those). ``--long`` also measures the peak RSS of one montaged analysis of a
 10-minute 1080p file in a child process (its ``VmHWM``; see :func:`peak_rss_child`).
 
     .venv/bin/python benchmarks/bench_video.py              # 8 clips of 20 s, 3 runs each
@@ -35,7 +36,9 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -54,19 +57,22 @@ CACHE = ROOT / ".cache" / "video"
 RESULTS = ROOT / "results" / "video.json"
 
 CAMERA_BITRATE = 17_000_000  # a phone's 1080p30 H.264
+# The first five are the 1080p30 1-s GOP clips the 10x target is about (the default profile of
+# benchmarks/run.py measures those five). Seeds are fixed per clip (they pick the cut frames).
 SUITE = [
-    dict(name="1080p30-gop30", size=(1920, 1080), fps=30, gop=30),
-    dict(name="1080p30-gop30-fixed", size=(1920, 1080), fps=30, gop=30, scenecut=False),
-    dict(name="1080p25-gop25", size=(1920, 1080), fps=25, gop=25),
-    dict(name="1080p25-gop250", size=(1920, 1080), fps=25, gop=250),
-    dict(name="1080p30-gop250-fixed", size=(1920, 1080), fps=30, gop=250, scenecut=False),
-    dict(name="portrait1080p30-gop30", size=(1080, 1920), fps=30, gop=30),
-    dict(name="1080p30-gop30-lowlight", size=(1920, 1080), fps=30, gop=30, noise=0.04),
-    dict(name="1080p30-gop30-rot90", size=(1920, 1080), fps=30, gop=30, rotation=90),
+    dict(name="1080p30-gop30", size=(1920, 1080), fps=30, gop=30, seed=100),
+    dict(name="1080p30-gop30-fixed", size=(1920, 1080), fps=30, gop=30, scenecut=False, seed=101),
+    dict(name="portrait1080p30-gop30", size=(1080, 1920), fps=30, gop=30, seed=105),
+    dict(name="1080p30-gop30-lowlight", size=(1920, 1080), fps=30, gop=30, noise=0.04, seed=106),
+    dict(name="1080p30-gop30-rot90", size=(1920, 1080), fps=30, gop=30, rotation=90, seed=107),
+    dict(name="1080p25-gop25", size=(1920, 1080), fps=25, gop=25, seed=102),
+    dict(name="1080p25-gop250", size=(1920, 1080), fps=25, gop=250, seed=103),
+    dict(name="1080p30-gop250-fixed", size=(1920, 1080), fps=30, gop=250, scenecut=False, seed=104),
 ]
+ONE_SECOND_1080P30 = {s["name"] for s in SUITE[:5]}
 SMOKE = [
-    dict(name="smoke-gop30", size=(320, 180), fps=30, gop=30, bitrate=None),
-    dict(name="smoke-gop250", size=(320, 180), fps=25, gop=250, bitrate=None, scenecut=False),
+    dict(name="smoke-gop30", size=(320, 180), fps=30, gop=30, bitrate=None, seed=100),
+    dict(name="smoke-gop250", size=(320, 180), fps=25, gop=250, bitrate=None, scenecut=False, seed=101),
 ]
 LONG = dict(name="long-1080p30-gop30", size=(1920, 1080), fps=30, gop=30)
 
@@ -95,10 +101,11 @@ def random_cuts(n_frames: int, fps: float, seed: int, min_len: float = 1.5, max_
         cuts.append(pos)
 
 
-def make_suite_clip(spec: dict, duration: float, seed: int) -> tuple[Path, dict]:
+def make_suite_clip(spec: dict, duration: float) -> tuple[Path, dict]:
     """The cached clip for ``spec`` (generated on first use) and its truth."""
     spec = dict(spec)
     name = spec.pop("name")
+    seed = spec.pop("seed")
     spec.setdefault("noise", 0.02)
     spec.setdefault("bitrate", CAMERA_BITRATE)
     fps = spec["fps"]
@@ -119,11 +126,18 @@ def make_suite_clip(spec: dict, duration: float, seed: int) -> tuple[Path, dict]
     return path, json.loads(truth_path.read_text())
 
 
+def generate(suite: list[dict], duration: float) -> None:
+    """Build the missing clips two at a time (one 1080p clip is ~75 s of CPU, mostly x264)."""
+    with ProcessPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)), mp_context=get_context("spawn")) as pool:
+        for future in [pool.submit(make_suite_clip, spec, duration) for spec in suite]:
+            future.result()
+
+
 def make_long_clip(minutes: float) -> tuple[Path, dict]:
     """A long 1080p file: one 60-second encode repeated by remuxing (no re-encoding)."""
     import av
 
-    piece, truth = make_suite_clip(LONG, 60.0, seed=99)
+    piece, truth = make_suite_clip({**LONG, "seed": 99}, 60.0)
     repeats = max(1, int(round(minutes)))
     path = CACHE / f"{piece.stem}-x{repeats}.mp4"
     if path.exists():
@@ -270,15 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         suite, duration, runs = SMOKE, 4.0, 1
     else:
         suite, duration, runs = SUITE[: args.clips], args.duration, args.runs
+    generate(suite, duration)
     if args.generate_only:
-        for i, spec in enumerate(suite):
-            make_suite_clip(spec, duration, seed=100 + i)
         if args.long and not args.smoke:
             make_long_clip(args.long_minutes)
         return 0
     rows = []
-    for i, spec in enumerate(suite):
-        path, truth = make_suite_clip(spec, duration, seed=100 + i)
+    for spec in suite:
+        path, truth = make_suite_clip(spec, duration)
         row = measure(path, truth, runs, spec["name"])
         rows.append(row)
         print(f"  {row['name']}: montaged {row['montaged_s']['median']:.2f} s, PySceneDetect "
@@ -309,10 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"long file ({truth['duration'] / 60:.0f} min 1080p): peak RSS {rss:.0f} MB, "
               f"{elapsed:.1f} s ({truth['duration'] / elapsed:.0f}x real time)")
 
-    main_rows = [r for r in rows if r["name"] == "1080p30-gop30"]
+    # The 10x target holds for every 1080p30 1-s GOP clip of the run: judged on the slowest.
+    main_rows = [r for r in rows if r["name"] in ONE_SECOND_1080P30]
+    slowest = min(main_rows, key=lambda r: r["speedup"]) if main_rows else None
     targets = {
         "speedup_1080p30_gop30": {"target": TARGET_SPEEDUP,
-                                  "value": main_rows[0]["speedup"] if main_rows else None},
+                                  "value": slowest["speedup"] if slowest else None,
+                                  "clip": slowest["name"] if slowest else None,
+                                  "clips": len(main_rows)},
         "faster_on_every_file": {"target": 1.0, "value": totals["min_speedup"]},
         "f1_truth": {"target": TARGET_F1_TRUTH, "value": min(r["f1_truth"] for r in rows)},
         "f1_pyscenedetect": {"target": TARGET_F1_PYSCENEDETECT,

@@ -12,11 +12,11 @@ Runs, in this order, each in this process through its ``main(argv)``:
 
 then reads their result files and writes ``benchmarks/results/summary.json`` and ``summary.md``.
 
-Profiles: the default takes about 11 minutes on a 2-core machine once the media is cached in
-``benchmarks/.cache/``; the first run also generates it (seven camera-like 1080p clips, about
-100 s of CPU each: some 7 more minutes). To keep it that short it runs
-one clip for the PySceneDetect comparison (PySceneDetect is the slow side), the planner only
-from bench_preview, and 3 warm runs. ``--full`` runs
+Profiles: the default keeps a fresh clone under 15 minutes on a 2-core machine, including the
+media it generates once into ``benchmarks/.cache/`` (camera-like 1080p clips, ~75 s of CPU
+each, two at a time). To keep it that short it compares with PySceneDetect on the five 1080p30
+1-s GOP clips at 10 s each (PySceneDetect is the slow side), runs the planner only from
+bench_preview, and 3 warm runs. ``--full`` runs
 every benchmark with its own defaults (about twice as long). ``--smoke`` is a harness check on
 tiny media; it writes nothing under ``benchmarks/results/``.
 
@@ -61,9 +61,9 @@ def argv_for(name: str, profile: str, out_dir: Path) -> list[str]:
     if profile == "full":
         return {"video": ["--long", "--out", out], "beats": ["--out", out], "preview": [],
                 "e2e": ["--out", out]}[name]
-    # default: the suite's first clip (1080p30, 1-s GOP), 3 interleaved runs; beats with 5 speed
-    # runs; the planner only from bench_preview; bench_e2e with 3 warm runs (5 with --full).
-    return {"video": ["--clips", "1", "--runs", "3", "--out", out], "beats": ["--runs", "5", "--out", out],
+    # default: the suite's five 1080p30 1-s GOP clips at 10 s, 3 interleaved runs; beats with 5
+    # speed runs; the planner only from bench_preview; bench_e2e with 3 warm runs (5 with --full).
+    return {"video": ["--clips", "5", "--duration", "10", "--runs", "3", "--out", out], "beats": ["--runs", "5", "--out", out],
             "preview": ["--planner-only"], "e2e": ["--warm-runs", "3", "--out", out]}[name]
 
 
@@ -192,17 +192,23 @@ def rows_video(doc: dict | None) -> list[dict]:
     figure, target = "analysis vs PySceneDetect ContentDetector, 1080p30 1-s GOP", ">= 10x faster, cut F1 >= 0.95 vs it"
     if not doc:
         return [_row(figure, target, "not measured", None, "video")]
-    main = next((r for r in doc.get("rows", []) if r.get("name") == "1080p30-gop30"), None)
+    from benchmarks.bench_video import ONE_SECOND_1080P30
+
+    mains = [r for r in doc.get("rows", []) if r.get("name") in ONE_SECOND_1080P30]
     f1_min = min((r["f1_pyscenedetect"] for r in doc.get("rows", [])), default=None)
-    if main is None:
+    if not mains:
         return [_row(figure, target, "no 1080p30 1-s GOP clip in the run", None, "video")]
+    # Every such clip must be 10x faster: the slowest one decides.
+    main = min(mains, key=lambda r: r["speedup"])
     speedup = main["speedup"]
     met = speedup >= 10.0 and f1_min is not None and f1_min >= 0.95
-    measured = (f"x{speedup:.1f} (montaged {_mmm(main['montaged_s'])} s vs PySceneDetect "
-                f"{_mmm(main['pyscenedetect_s'])} s, {main['duration']:g} s clip); F1 vs it {main['f1_pyscenedetect']:.3f} "
-                f"(min over {len(doc['rows'])} clips {f1_min:.3f})")
+    each = ", ".join(f"{r['name']} x{r['speedup']:.1f}" for r in mains)
+    measured = (f"slowest x{speedup:.1f} ({main['name']}: montaged {_mmm(main['montaged_s'])} s vs PySceneDetect "
+                f"{_mmm(main['pyscenedetect_s'])} s, {main['duration']:g} s clip); all: {each}; F1 vs it min "
+                f"{f1_min:.3f} over {len(doc['rows'])} clips")
     rows = [_row(figure, target, measured, met, "video",
-                 {"speedup": speedup, "f1_vs_pyscenedetect_min": f1_min, "montaged_s": main["montaged_s"],
+                 {"speedup": speedup, "clip": main["name"], "speedups": {r["name"]: r["speedup"] for r in mains},
+                  "f1_vs_pyscenedetect_min": f1_min, "montaged_s": main["montaged_s"],
                   "pyscenedetect_s": main["pyscenedetect_s"]})]
     totals = doc.get("totals") or {}
     if totals:
