@@ -14,9 +14,9 @@ then reads their result files and writes ``benchmarks/results/summary.json`` and
 
 Profiles: the default keeps a fresh clone under 15 minutes on a 2-core machine, including the
 media it generates once into ``benchmarks/.cache/`` (camera-like 1080p clips, ~75 s of CPU
-each, two at a time). To keep it that short it compares with PySceneDetect on the five 1080p30
-1-s GOP clips at 10 s each (PySceneDetect is the slow side), runs the planner only from
-bench_preview, and 3 warm runs. ``--full`` runs
+each, two at a time). To keep it that short it compares with PySceneDetect only on the five
+1080p30 1-s GOP clips (PySceneDetect is the slow side), runs the planner only from bench_preview,
+and 3 warm runs. ``--full`` runs
 every benchmark with its own defaults (about twice as long). ``--smoke`` is a harness check on
 tiny media; it writes nothing under ``benchmarks/results/``.
 
@@ -61,9 +61,9 @@ def argv_for(name: str, profile: str, out_dir: Path) -> list[str]:
     if profile == "full":
         return {"video": ["--long", "--out", out], "beats": ["--out", out], "preview": [],
                 "e2e": ["--out", out]}[name]
-    # default: the suite's five 1080p30 1-s GOP clips at 10 s, 3 interleaved runs; beats with 5
-    # speed runs; the planner only from bench_preview; bench_e2e with 3 warm runs (5 with --full).
-    return {"video": ["--clips", "5", "--duration", "10", "--runs", "3", "--out", out], "beats": ["--runs", "5", "--out", out],
+    # default: the suite's five 1080p30 1-s GOP clips, 3 interleaved runs; beats with 5 speed
+    # runs; the planner only from bench_preview; bench_e2e with 3 warm runs (5 with --full).
+    return {"video": ["--clips", "5", "--runs", "3", "--out", out], "beats": ["--runs", "5", "--out", out],
             "preview": ["--planner-only"], "e2e": ["--warm-runs", "3", "--out", out]}[name]
 
 
