@@ -219,6 +219,10 @@ def rows_video(doc: dict | None) -> list[dict]:
     return rows
 
 
+def _mmm_cpu(t: dict) -> str:
+    return f"{t['cpu_median']:.3f} ({t['cpu_min']:.3f}-{t['cpu_max']:.3f}, {t['runs']} runs)"
+
+
 def rows_beats(doc: dict | None) -> list[dict]:
     figure, target = "beats vs librosa", "F-measure >= librosa on every track, >= 3x faster warm"
     if not doc:
@@ -226,20 +230,26 @@ def rows_beats(doc: dict | None) -> list[dict]:
     s, sp = doc.get("summary", {}), doc.get("speed", {})
     targets = s.get("targets", {})
     every = targets.get("f>=librosa_every_track")
-    speedup = sp.get("speedup_aac")
+    # CPU time of one pinned core (both sides interleaved in one process): wall time on a shared
+    # 2-core machine also counts whoever else holds the core.
+    speedup = sp.get("speedup_aac_cpu")
     if speedup is None:
         return [_row(figure, target, "librosa not installed", None, "beats")]
     worst = None
     if doc.get("tracks"):
         worst = min(r["montaged"]["f"] - r["librosa"]["f"] for r in doc["tracks"] if "librosa" in r)
     met = None if every is None else bool(every) and speedup >= 3.0
-    measured = (f"x{speedup:.1f} faster on a 3-min AAC (montaged {_mmm(sp['montaged_aac'], 1, '{:.3f}')} s, librosa "
-                f"{_mmm(sp['librosa_aac'], 1, '{:.3f}')} s)")
+    measured = (f"x{speedup:.1f} faster on a 3-min AAC in CPU time (montaged {_mmm_cpu(sp['montaged_aac'])} s, "
+                f"librosa {_mmm_cpu(sp['librosa_aac'])} s; wall x{sp['speedup_aac']:.1f})")
     if every is not None:
         measured += (f"; mean F {s.get('montaged_mean_f', 0):.3f} vs librosa {s.get('librosa_mean_f', 0):.3f}, "
                      f">= librosa on {sum(1 for r in doc['tracks'] if r['montaged']['f'] >= r['librosa']['f'])}"
                      f"/{len(doc['tracks'])} tracks (worst margin {worst:+.3f})")
-    return [_row(figure, target, measured, met, "beats", {"speedup_aac": speedup, "f_ge_librosa_every_track": every})]
+    rows = [_row(figure, target, measured, met, "beats", {"speedup_aac_cpu": speedup, "f_ge_librosa_every_track": every})]
+    aac = sp["montaged_aac"]
+    rows.append(_row("  3-min AAC analysed on one core (issue #5)", "<= 0.25 s", f"{_mmm_cpu(aac)} s CPU",
+                     aac["cpu_median"] <= 0.25, "beats", aac))
+    return rows
 
 
 def rows_preview(doc: dict | None) -> list[dict]:

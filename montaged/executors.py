@@ -143,6 +143,11 @@ class LocalExecutor:
     def _pool(self, name: str) -> ProcessPoolExecutor:
         pool = self._pools[name]
         if pool is None:
+            # Spawned workers inherit this environment. There is already one worker per core:
+            # a BLAS library starting its own threads in each only fights for the same cores
+            # (the music analysis took ~40% more CPU with them).
+            for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ.setdefault(var, "1")
             pool = ProcessPoolExecutor(
                 max_workers=self.sizes[name], mp_context=self._ctx,
                 # The render pool is not limited: it fans out to its own segment processes.
