@@ -36,6 +36,7 @@ log = logging.getLogger("montaged.daemon")
 
 LEASE_SECONDS = 90.0
 TICK = 0.2
+PROXY_TIMEOUT_FACTOR = 10  # proxy jobs get this many times workers.job_timeout (see _check_timeouts)
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -433,8 +434,12 @@ class Daemon:
             self._progress_pending = {}
 
     def _check_timeouts(self) -> None:
-        limit = self.settings.workers.job_timeout
         for job in self.executor.running_jobs():
+            limit = self.settings.workers.job_timeout
+            if job.kind == JobKind.PROXY:
+                # A proxy is made only with idle CPU (SCHED_IDLE): under a long burst of other
+                # work it may not run at all for a while. The limit still catches a hang.
+                limit *= PROXY_TIMEOUT_FACTOR
             if self.executor.elapsed(job.id) > limit:
                 log.error("%s %s timed out after %.0fs; killing its worker", job.kind, job.path, limit, extra={"job": job.id, "path": job.path})
                 self.executor.kill(job.id, f"timed out after {limit:.0f}s")
