@@ -94,6 +94,7 @@ LAYOUTS = {
     "gop30-mid-gop": dict(duration=4.0, gop=30, cuts=[37, 75]),
     "gop30-after-keyframe": dict(duration=4.0, gop=30, cuts=[31, 91], scenecut=False),
     "gop30-before-keyframe": dict(duration=4.0, gop=30, cuts=[29, 89], scenecut=False),
+    "gop30-on-fixed-keyframes": dict(duration=4.0, gop=30, cuts=[30, 90], scenecut=False),  # no spike
     "gop250-three-cuts-one-gop": dict(duration=6.0, gop=250, cuts=[40, 100, 160], scenecut=False),
     "gop250-cut-and-back": dict(duration=5.0, gop=250, cuts=[60, 90], looks=[0, 1, 0], scenecut=False),
     "gop250-scenecut": dict(duration=6.0, gop=250, cuts=[45, 80, 150]),
@@ -186,6 +187,14 @@ def test_layouts_really_have_the_gop_structure_they_claim(layouts):
     assert {30, 90} <= set(idx.keyframes.tolist()) and 29 not in idx.keyframes
     idx = mv.scan_packets(layouts["no-bframes"].path)
     assert not np.any(idx.ptype == mv.B_FRAME)
+
+
+def test_a_cut_on_a_fixed_keyframe_is_placed_from_the_reference_frames(layouts):
+    """Nothing in the packet index marks a cut that falls on a regular keyframe; the GOP before
+    it is checked with its reference frames only (about half of it), not decoded whole."""
+    analysis = analyse(layouts["gop30-on-fixed-keyframes"].path, "sparse")
+    assert cuts_of(analysis) == [30, 90]
+    assert len(analysis.arrays["decoded_frames"]) < 50  # two whole GOPs would be 60 and more
 
 
 def test_sparse_decodes_a_fraction_of_a_long_gop_file(tmp_path):

@@ -26,7 +26,10 @@ What differs from PySceneDetect is *which* frames are decoded. Two strategies:
        ones after which they shrink back (a flash in and out, or a cut and a cut back: those
        are always decoded).
     5. A change between neighbouring anchors that nothing explains (a cut that fell on a regular
-       keyframe) is narrowed down by decoding the keyframes in between, then scored exactly.
+       keyframe) is narrowed down by decoding the keyframes in between. Between two neighbouring
+       ones, the frame before the later keyframe is decoded first, with only the reference
+       frames it needs: still the earlier shot, and above the threshold against the keyframe,
+       is a cut exactly on the keyframe. Otherwise every frame between them is scored exactly.
 
     A window less than 15 frames after a cut is skipped when nothing follows it: the flash
     filter would merge it into that cut whatever its score.
@@ -567,6 +570,34 @@ class _Sparse:
         self.frames.forget_pixels([i for i in have if i not in self.intra_set
                                    and i not in (first - 1, last)])
 
+    def cut_on_keyframe(self, a: int, b: int) -> bool:
+        """Settle a change between neighbouring anchors ``a`` and keyframe ``b`` (no candidate
+        between them) as a cut on ``b`` itself, decoding only the reference frames.
+
+        The frame shown just before ``b`` is decoded with the references it needs (most
+        B-frames skipped: about half the GOP). If it is still the shot of ``a`` (the test step
+        2 applies to anchors) and differs from ``b`` by the threshold, the cut is exactly on
+        ``b``. Otherwise (or if that frame is a B-frame nothing refers to) the caller decodes
+        the whole stretch.
+        """
+        index = self.index
+        p = b - 1
+        if p <= a or not index.key[b] or index.ptype[p] != mv.P_FRAME:
+            return False
+        got = self.vf.decode_span(index, p, p, keep=[p], size=self.small, fmt="bgrp")
+        self.decoded += len(got.indices)
+        self.frames.errors += got.errors
+        if p not in got.indices.tolist():
+            return False
+        self.frames.add(got.indices, got.images)
+        same_shot = (float(self.frames.scores([(a, p)])[0]) < THRESHOLD - PROXY_MARGIN
+                     or self.layout_change(a, p) < COARSE_GATE)
+        score = float(self.frames.scores([(p, b)])[0])
+        if not same_shot or score < THRESHOLD:
+            return False
+        self.exact[b] = score
+        return True
+
     def covered(self, first: int, last: int) -> bool:
         return all(i in self.exact for i in range(first, last + 1))
 
@@ -823,7 +854,8 @@ def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int
             break
         st.decode_intra(todo_intra)
         for first, last in todo_exact:
-            st.decode_exact(first, last)
+            if not st.cut_on_keyframe(first - 1, last):
+                st.decode_exact(first, last)
 
 
 def detect_cuts(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int,
