@@ -788,11 +788,17 @@ def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int
     # pass: a flash in and out, or a cut and a cut back) go first: their spans decode the
     # keyframes before them, which then need no decoding of their own as anchors.
     # So do spikes almost as large as a keyframe (LIKELY_CUT of it): nearly always a cut, and
-    # checking them against the anchors first would only decode their keyframe twice.
+    # checking them against the anchors first would only decode their keyframe twice. Not when
+    # another group shares their GOP: spans of one GOP are decoded in order by one continuing
+    # decoder, and one of them taken out of turn would make the others start over.
+    keys = index.keyframes
+    gop_of = {g: int(np.searchsorted(keys, groups[g].lo, side="right")) for g in mine}
+    shared = {k for k in gop_of.values() if list(gop_of.values()).count(k) > 1}
     for g in mine:
         if shadowed[g] or groups[g].single:
             continue
-        if (groups[g].spikes > 1 and not sustained_change(index, groups[g])) or likely_cut(index, groups[g]):
+        if (groups[g].spikes > 1 and not sustained_change(index, groups[g])) or (
+                gop_of[g] not in shared and likely_cut(index, groups[g])):
             st.decode_exact(groups[g].lo, groups[g].hi)
     seg_windows = np.array([(groups[g].lo, groups[g].hi) for g in mine], dtype=np.int64).reshape(-1, 2)
     st.decode_intra(anchor_schedule(index, seg_windows, ANCHOR_SPACING, seg_first, seg_last))
