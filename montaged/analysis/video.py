@@ -76,6 +76,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -784,16 +785,16 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
 def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int],
                     shadowed: list[bool], accepted: set[int], unsettled: set[int],
                     windows: np.ndarray, seg_first: int, seg_last: int) -> None:
-    # Windows that will be decoded frame by frame anyway (several spikes close together that
-    # pass: a flash in and out, or a cut and a cut back) go first: their spans decode the
-    # keyframes before them, which then need no decoding of their own as anchors.
-    # So do spikes almost as large as a keyframe (LIKELY_CUT of it): nearly always a cut, and
-    # checking them against the anchors first would only decode their keyframe twice. Not when
-    # another group shares their GOP: spans of one GOP are decoded in order by one continuing
-    # decoder, and one of them taken out of turn would make the others start over.
+    # Windows that will be decoded frame by frame anyway go first: their spans decode the
+    # keyframes before them, which then need no decoding of their own as anchors. Those are
+    # several spikes close together after which the frames shrink back (a flash in and out, or
+    # a cut and a cut back), and spikes almost as large as a keyframe (LIKELY_CUT of it: nearly
+    # always a cut; checking them against anchors first would decode their keyframe twice).
+    # The latter not when another group shares their GOP: the spans of one GOP are decoded in
+    # order by one continuing decoder, and one taken out of turn makes the others start over.
     keys = index.keyframes
     gop_of = {g: int(np.searchsorted(keys, groups[g].lo, side="right")) for g in mine}
-    shared = {k for k in gop_of.values() if list(gop_of.values()).count(k) > 1}
+    shared = {k for k, count in Counter(gop_of.values()).items() if count > 1}
     for g in mine:
         if shadowed[g] or groups[g].single:
             continue
