@@ -146,7 +146,8 @@ def find_witnesses(roots: list[str], limit: int = 500) -> list[tuple[str, int | 
             folder = folders.pop(0)
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
-            except OSError:
+            except OSError as exc:
+                log.debug("shared-storage check: cannot list %s (%s); looking elsewhere", folder, exc)
                 continue
             for entry in entries:
                 seen += 1
@@ -158,7 +159,8 @@ def find_witnesses(roots: list[str], limit: int = 500) -> list[tuple[str, int | 
                         break
                     if entry.is_dir(follow_symlinks=False):
                         folders.append(entry.path)
-                except OSError:
+                except OSError as exc:  # removed or unreadable since the listing
+                    log.debug("shared-storage check: skipping %s (%s)", entry.path, exc)
                     continue
         witnesses.append(found or (root, None))
     return witnesses

@@ -58,6 +58,18 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
+def process_exists(pid: int) -> bool:
+    """Is a process with this pid running? (It may be another user's: that counts as running,
+    and so does a reused pid: callers only use this to leave the files of live writers alone.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def daemon_pid(state_dir: Path) -> int | None:
     """The pid of the daemon holding the state lock, or None when no daemon runs."""
     path = Path(state_dir) / LOCK_NAME

@@ -739,6 +739,10 @@ def _journal_lines(proc: subprocess.Popen) -> Iterator[LogRecord | str]:
         try:
             entry = json.loads(raw)
         except ValueError:
+            # Not a journal entry (journalctl's own notice, a cut-off line): shown as it is,
+            # like a line of a log file that is not a record.
+            text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            yield clean_text(text.rstrip("\n"))
             continue
         if isinstance(entry, dict):
             yield from journal_items(entry)

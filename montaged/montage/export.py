@@ -23,6 +23,7 @@ import opentimelineio as otio
 from PIL import Image, ImageDraw, ImageFont
 
 from montaged.errors import RenderError
+from montaged.lock import process_exists
 from montaged.montage.plan import EditList
 
 log = logging.getLogger("montaged.montage.export")
@@ -59,15 +60,8 @@ def remove_stale_temps(out_dir: Path, names) -> None:
     for name in names:
         for tmp in out_dir.glob(f".{name}.*.tmp"):
             pid = tmp.name[len(name) + 2:-len(".tmp")]
-            if not pid.isdigit() or int(pid) == os.getpid():
-                continue
-            try:
-                os.kill(int(pid), 0)
-                continue  # still writing (or the pid was reused: leave it)
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue
+            if not pid.isdigit() or int(pid) == os.getpid() or process_exists(int(pid)):
+                continue  # not ours to judge, or still being written
             log.info("removing %s, left behind by an interrupted write", tmp)
             _remove_quietly(tmp)
 

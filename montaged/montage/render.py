@@ -35,6 +35,7 @@ import av
 import numpy as np
 
 from montaged.errors import MediaError, RenderError
+from montaged.lock import process_exists
 from montaged.media.probe import open_input
 from montaged.montage.plan import EditList
 
@@ -494,15 +495,8 @@ def _remove_stale_work(out_dir: Path, name: str) -> None:
     for work in out_dir.glob(f".{name}.*.tmp"):
         parts = work.name[len(name) + 2:].split(".")
         pid = int(parts[0]) if parts and parts[0].isdigit() else None
-        if pid is None or pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-            continue  # still rendering (or the pid was reused: leave it, it is only litter)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
+        if pid is None or pid == os.getpid() or process_exists(pid):
+            continue  # not ours to judge, or still rendering
         log.info("removing %s, left behind by an interrupted render", work)
         shutil.rmtree(work, ignore_errors=True)
 
