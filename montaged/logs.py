@@ -14,6 +14,7 @@ in the same format, so a script reading ``montaged logs`` sees one format either
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -336,11 +337,9 @@ def under_systemd(state_dir: Path | str) -> bool:
     recorded = _recorded_journal_flag(state_dir)
     if recorded is not None:
         return recorded
-    try:
-        if (state_dir / LOG_FILE_NAME).exists():
-            return False
-    except OSError:
-        pass
+    # os.path.exists is False also when the directory cannot be read: then the unit decides.
+    if os.path.exists(state_dir / LOG_FILE_NAME):
+        return False
     if not os.path.isdir("/run/systemd/system"):
         return False
     return any(os.path.exists(os.path.join(d, UNIT)) for d in _UNIT_DIRS)
@@ -832,11 +831,10 @@ def show_logs(state_dir: Path | str, *, follow: bool = False, lines: int | None 
 
 
 def _silence_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
+    """Point stdout at /dev/null, so the interpreter's flush at exit does not fail again on
+    the closed pipe. If even that fails there is nobody left to tell: the reader is gone."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _show_file(out: TextIO, state_dir: Path, *, follow: bool, lines: int | None,
