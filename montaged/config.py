@@ -90,7 +90,7 @@ class PreviewConfig:
     clip_audio: float = opt(0.0, "level of the clips' own sound under the music (0 = music only)", min=0.0, max=1.0)
     render_processes: int = opt(0, "processes rendering segments in parallel; 0 = number of CPUs", min=0, max=64)
     crf: int = opt(23, "x264 quality (lower = better, larger)", min=0, max=51)
-    preset: str = opt("veryfast", "x264 preset", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"))
+    preset: str = opt("superfast", "x264 preset", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"))
     proxies: bool = opt(True, "after analysis, in idle time, make a small proxy of every video and render previews from it (far faster from HD footage)")
     proxy_height: int = opt(360, "height of those proxies in lines", min=144, max=1080)
     debounce_seconds: float = opt(2.0, "wait this long after the last change before re-rendering a ready folder", min=0.0, max=3600.0)

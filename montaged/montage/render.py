@@ -512,7 +512,7 @@ def _processes(requested: int, frames: int) -> int:
 
 
 def render(edit: EditList, out_path: str | os.PathLike, *, folder: str | os.PathLike | None = None,
-           crf: int = 23, preset: str = "veryfast", processes: int = 0, clip_audio: float = 0.0,
+           crf: int = 23, preset: str = "superfast", processes: int = 0, clip_audio: float = 0.0,
            proxies: Mapping[str, str | os.PathLike] | None = None, progress: Progress | None = None) -> RenderResult:
     """Render ``edit`` to ``out_path`` (written atomically). Sources are ``folder / cut.source``
     (``folder`` defaults to ``edit.folder``) or their proxy when ``proxies`` has one.
@@ -713,7 +713,7 @@ def _join(path: Path, segments: list[str], audio_path: Path, fps: int) -> None:
 
 
 def make_proxy(src: str | os.PathLike, dst: str | os.PathLike, height: int = 360, *, gop: int = 12,
-               crf: int = 20, preset: str = "veryfast") -> Path:
+               crf: int = 20, preset: str = "superfast") -> Path:
     """A small, fast-to-seek copy of ``src`` for rendering: ``height`` lines, square pixels,
     rotation applied, short GOP without B-frames, and the same frame times relative to the
     first frame (VFR kept), so edit-list times address the same pictures. Written atomically.
