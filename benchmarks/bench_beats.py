@@ -38,6 +38,8 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from multiprocessing import get_context  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -90,17 +92,51 @@ def _synth_fingerprint() -> str:
     return hashlib.sha1(Path(synth.__file__).read_bytes()).hexdigest()[:10]
 
 
-def build(spec: dict, ext: str) -> tuple[Path, synth.TrackTruth]:
-    """The track of ``spec`` as ``ext``, cached by spec and synthesiser source, and its truth."""
+def _track_path(spec: dict, ext: str) -> Path:
     params = {k: v for k, v in spec.items() if k != "name"}
     key = hashlib.sha1(json.dumps([params, _synth_fingerprint()], sort_keys=True).encode()).hexdigest()[:12]
-    path = CACHE / f"{spec['name']}-{key}.{ext}"
-    samples, sr, truth = synth.synth_track(**params)
+    return CACHE / f"{spec['name']}-{key}.{ext}"
+
+
+def build(spec: dict, ext: str) -> tuple[Path, synth.TrackTruth]:
+    """The track of ``spec`` as ``ext``, cached by spec and synthesiser source, and its truth
+    (cached beside it as JSON: synthesising a track again only to learn its beats costs seconds)."""
+    path = _track_path(spec, ext)
+    truth_path = path.with_suffix(".truth.json")
+    if path.exists() and truth_path.exists():
+        d = json.loads(truth_path.read_text())
+        return path, synth.TrackTruth(path=str(path), tempo=d["tempo"], beats=np.array(d["beats"]),
+                                      downbeats=np.array(d["downbeats"]), duration=d["duration"],
+                                      beats_per_bar=d["beats_per_bar"], sections=d["sections"])
+    samples, sr, truth = synth.synth_track(**{k: v for k, v in spec.items() if k != "name"})
+    CACHE.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
         synth.write_audio(str(path), samples, sr)
+    tmp = truth_path.with_name(f".{truth_path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"tempo": truth.tempo, "beats": truth.beats.tolist(), "downbeats": truth.downbeats.tolist(),
+                               "duration": truth.duration, "beats_per_bar": truth.beats_per_bar,
+                               "sections": truth.sections}))
+    os.replace(tmp, truth_path)
     truth.path = str(path)
     return path, truth
+
+
+def _build_only(spec: dict, ext: str) -> str:
+    return str(build(spec, ext)[0])
+
+
+def generate(tracks: list[tuple[dict, str]]) -> None:
+    """Build the tracks that are not cached yet, two at a time (call before the process is
+    pinned to one core: the workers would inherit the pinning)."""
+    missing = [(spec, ext) for spec, ext in tracks
+               if not (_track_path(spec, ext).exists() and _track_path(spec, ext).with_suffix(".truth.json").exists())]
+    if not missing:
+        return
+    t = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1, len(missing))),
+                             mp_context=get_context("spawn")) as pool:
+        list(pool.map(_build_only, *zip(*missing)))
+    print(f"  generated {len(missing)} track(s) in {time.perf_counter() - t:.0f} s", flush=True)
 
 
 def run_montaged(path: Path) -> tuple[np.ndarray, float]:
@@ -197,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-only", action="store_true", help="skip the accuracy suite (results not written)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    suite = [] if args.speed_only else (SMOKE if args.smoke else SUITE)
+    speed_spec = SMOKE_SPEED_TRACK if args.smoke else SPEED_TRACK
+    generate([(SMOKE[0], "mp3"), *[(spec, "mp3") for spec in suite], (speed_spec, "m4a"), (speed_spec, "wav")])
 
     # Single core: pin the process (and any thread it starts) to one CPU.
     try:
@@ -211,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
             print("librosa is not installed (.venv/bin/pip install librosa); running montaged only")
             use_librosa = False
 
-    suite = [] if args.speed_only else (SMOKE if args.smoke else SUITE)
     runs = args.runs or (2 if args.smoke else 9)
     out = args.out if args.out is not None else (None if args.smoke or args.speed_only else RESULTS)
 
@@ -243,7 +281,6 @@ def main(argv: list[str] | None = None) -> int:
         _print_row(row)
 
     # Speed: 3-minute AAC, decode included, one core.
-    speed_spec = SMOKE_SPEED_TRACK if args.smoke else SPEED_TRACK
     aac, _ = build(speed_spec, "m4a")
     wav, _ = build(speed_spec, "wav")
     speed = {"track": speed_spec["name"], "duration": speed_spec["duration"], "runs": runs}

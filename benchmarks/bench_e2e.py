@@ -1,7 +1,7 @@
 """End-to-end benchmarks through the real daemon: a ``montaged run`` subprocess, a real watch
 folder with inotify, real files copied in, the preview measured on disk.
 
-3. Time-to-preview, warm: the 12-clip folder (12 x 20 s 1080p H.264, 1-s GOP, two of them
+3. Time-to-preview, warm: the 12-clip folder (12 x 20 s 1080p H.264, 1-s GOP, a third of them
    portrait phone clips coded 1920x1080 with rotation=90, a mix of 25 and 30 fps) and a 3-minute
    AAC track are copied in and analysed; then ``montage.toml`` (``duration = 60``) is dropped.
    Measured: seconds from the manifest's close to the rename of ``preview.mp4`` (its inode is
@@ -18,7 +18,8 @@ folder with inotify, real files copied in, the preview measured on disk.
 
 The daemon runs with the built-in defaults (settle 3 s, 2 analysis processes, 640x360 preview)
 except for the paths. Media is generated with montaged.synth and cached in
-``benchmarks/.cache/e2e`` (first run: a few minutes; the clips are made two at a time).
+``benchmarks/.cache/e2e``; the three 1080p encodes are bench_video's (``SHARED_CLIPS``, cached in
+``benchmarks/.cache/video``, made there two at a time when missing).
 Results go to ``benchmarks/results/e2e.json``.
 
     .venv/bin/python -m benchmarks.bench_e2e              # full
@@ -65,7 +66,7 @@ TARGET_STATUS_MS = 300.0
 TARGET_IDLE_CPU = 1.0  # percent of one core
 COPY_SPEED = 40.0  # x real time: 20 s of footage in 0.5 s
 POLL = 0.01  # seconds between looks at the preview's inode
-MEDIA_VERSION = 1  # bump to regenerate the cached media
+MEDIA_VERSION = 2  # bump to regenerate the cached media
 CAMERA_BITRATE = 17_000_000  # a phone's 1080p30 H.264, as bench_video uses
 
 
@@ -85,8 +86,9 @@ class Spec:
     settle_seconds: float | None = None  # None: the daemon's default (3 s); the smoke run shortens it
 
 
-# Three encodes, each copied to four distinct files: a camera-like 20 s 1080p encode is ~75 s
-# of CPU, and every file costs the daemon the same whether its pictures repeat another's or not.
+# Three encodes (bench_video's, see SHARED_CLIPS), each copied to four distinct files: a camera-like
+# 20 s 1080p encode is ~60 s of CPU, and every file costs the daemon the same whether its pictures
+# repeat another's or not.
 FULL = Spec(clips=12, unique=3, clip_seconds=20.0, size=(1920, 1080), track_seconds=180.0, preview_seconds=60.0,
             warm_runs=5, cold_runs=3, scale_files=2000, idle_seconds=30.0, status_runs=11)
 SMOKE = Spec(clips=2, unique=2, clip_seconds=3.0, size=(320, 180), track_seconds=12.0, preview_seconds=5.0,
@@ -126,15 +128,21 @@ def say(message: str) -> None:
 # --- media ---------------------------------------------------------------------------------------
 
 
+# The camera clips are three of bench_video's suite: the same kind of footage (1-s GOP, sensor
+# noise, 17 Mbit/s) and, generated once for both benchmarks, a camera-like encode fewer on a
+# fresh clone (~60 s of CPU each).
+SHARED_CLIPS = ("1080p30-gop30", "1080p25-gop25", "1080p30-gop30-rot90")
+
+
 def clip_plan(spec: Spec) -> list[dict]:
     """make_clip arguments of every clip: 25 and 30 fps, portrait phone clips (coded landscape,
-    rotation 90, as phones record), a 1-s GOP, 2 to 4 cuts at uneven places; at 1080p,
-    camera-like: sensor noise and 17 Mbit/s, so decoding costs what real footage costs.
+    rotation 90, as phones record), a 1-s GOP, 2 to 5 cuts at uneven places; at 1080p,
+    camera-like: sensor noise and 17 Mbit/s, so decoding costs what real footage costs (those
+    are bench_video's clips, ``"suite"`` names them).
 
-    Only ``spec.unique`` clips are encoded (a camera-like 20 s 1080p encode costs about 90 s of
-    CPU); clip ``i`` beyond those is a copy of clip ``i % unique`` made distinct by an MP4 ``free``
-    box (see :func:`distinct_copy`): different content digest, so it is analysed and decoded like
-    any other file, at the cost of a file copy."""
+    Only ``spec.unique`` clips are encoded; clip ``i`` beyond those is a copy of clip
+    ``i % unique`` made distinct by an MP4 ``free`` box (see :func:`distinct_copy`): different
+    content digest, so it is analysed and decoded like any other file, at the cost of a file copy."""
     camera = spec.size[1] >= 720
     plan = []
     portrait = 3 if spec.unique > 3 else spec.unique - 1
@@ -143,6 +151,12 @@ def clip_plan(spec: Spec) -> list[dict]:
         if i >= spec.unique:
             plan.append({**plan[i % spec.unique], "name": name, "copy_of": plan[i % spec.unique]["name"],
                          "copy": i // spec.unique})
+            continue
+        if camera and i < len(SHARED_CLIPS):
+            suite = _suite_spec(SHARED_CLIPS[i])
+            plan.append({"name": name, "suite": suite["name"], "duration": spec.clip_seconds, "fps": suite["fps"],
+                         "size": list(suite["size"]), "gop": suite["gop"], "rotation": suite.get("rotation", 0),
+                         "noise": suite.get("noise", 0.02), "bitrate": suite.get("bitrate", CAMERA_BITRATE)})
             continue
         fps = 25 if i % 3 == 1 else 30
         n = int(round(spec.clip_seconds * fps))
@@ -155,6 +169,23 @@ def clip_plan(spec: Spec) -> list[dict]:
     return plan
 
 
+def _suite_spec(name: str) -> dict:
+    from benchmarks import bench_video
+
+    return next(s for s in bench_video.SUITE if s["name"] == name)
+
+
+def _shared_clips(plan: list[dict], seconds: float) -> dict[str, Path]:
+    """bench_video's clips the plan names (generated there, two at a time, when missing)."""
+    from benchmarks import bench_video
+
+    specs = [_suite_spec(a["suite"]) for a in plan if "suite" in a and "copy_of" not in a]
+    if not specs:
+        return {}
+    bench_video.generate(specs, seconds)
+    return {s["name"]: bench_video.make_suite_clip(s, seconds)[0] for s in specs}
+
+
 def distinct_copy(src: Path, dst: Path, tag: str) -> None:
     """Copy an MP4 and append a top-level ``free`` box holding ``tag``: players and demuxers skip
     ``free`` boxes, so the copy decodes exactly like the original but has another digest."""
@@ -163,6 +194,18 @@ def distinct_copy(src: Path, dst: Path, tag: str) -> None:
     shutil.copyfile(src, tmp)
     with open(tmp, "ab") as f:
         f.write(struct.pack(">I4s", 8 + len(payload), b"free") + payload)
+    os.replace(tmp, dst)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` with ``src``'s bytes: a hard link (no second copy of a 40 MB clip in the cache)
+    or, across file systems, a copy."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
 
@@ -190,9 +233,20 @@ def media(spec: Spec, cache: Path = CACHE) -> dict:
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
     todo = []
     plan = clip_plan(spec)
+    shared = _shared_clips(plan, spec.clip_seconds)
     for args in plan:
+        if "copy_of" in args:
+            continue
+        if "suite" in args:
+            source = shared[args["suite"]]
+            key = json.dumps([MEDIA_VERSION, args, source.name], sort_keys=True)
+            if index.get(args["name"]) != key or not (folder / args["name"]).is_file():
+                link_or_copy(source, folder / args["name"])
+                index[args["name"]] = key
+                index_path.write_text(json.dumps(index, indent=1))
+            continue
         key = json.dumps([MEDIA_VERSION, args], sort_keys=True)
-        if "copy_of" not in args and (index.get(args["name"]) != key or not (folder / args["name"]).is_file()):
+        if index.get(args["name"]) != key or not (folder / args["name"]).is_file():
             todo.append(("clip", args, key))
     track_key = json.dumps([MEDIA_VERSION, "track", spec.track_seconds])
     if index.get("track.m4a") != track_key or not (folder / "track.m4a").is_file():
@@ -688,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         f"PyAV {info['pyav']}; load average {load()}")
     report = {"benchmark": "e2e", "smoke": args.smoke, "machine": info, "load_at_start": load(),
               "spec": asdict(spec), "config": "built-in defaults except [paths] (settle_seconds 3, 2 analysis "
-              "processes, 640x360 preview, x264 veryfast crf 23)" + (f"; smoke: settle_seconds {spec.settle_seconds}"
+              "processes, 640x360 preview, x264 superfast crf 23)" + (f"; smoke: settle_seconds {spec.settle_seconds}"
                                                                      if spec.settle_seconds is not None else "")}
     t_total = time.perf_counter()
     if only & {"warm", "cold"}:
