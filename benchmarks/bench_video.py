@@ -76,6 +76,7 @@ SMOKE = [
 ]
 LONG = dict(name="long-1080p30-gop30", size=(1920, 1080), fps=30, gop=30)
 
+DURATION = 20.0  # seconds per suite clip (--duration)
 TARGET_SPEEDUP = 10.0  # on 1080p30 with 1-second GOPs
 TARGET_F1_TRUTH = 0.98
 TARGET_F1_PYSCENEDETECT = 0.95
@@ -101,25 +102,29 @@ def random_cuts(n_frames: int, fps: float, seed: int, min_len: float = 1.5, max_
         cuts.append(pos)
 
 
+def _suite_clip_args(spec: dict, duration: float) -> tuple[Path, dict]:
+    """Where the clip of ``spec`` is cached, and the make_clip arguments that make it."""
+    args = dict(spec)
+    name = args.pop("name")
+    args.setdefault("noise", 0.02)
+    args.setdefault("bitrate", CAMERA_BITRATE)
+    n = int(round(duration * args["fps"]))
+    args["cuts"] = random_cuts(n, args["fps"], args["seed"])
+    key = hashlib.sha1(json.dumps([{k: v for k, v in args.items() if k not in ("seed", "cuts")}, duration,
+                                   args["seed"], args["cuts"], _fingerprint()], sort_keys=True,
+                                  default=str).encode()).hexdigest()[:10]
+    return CACHE / f"{name}-{key}.mp4", args
+
+
 def make_suite_clip(spec: dict, duration: float) -> tuple[Path, dict]:
     """The cached clip for ``spec`` (generated on first use) and its truth."""
-    spec = dict(spec)
-    name = spec.pop("name")
-    seed = spec.pop("seed")
-    spec.setdefault("noise", 0.02)
-    spec.setdefault("bitrate", CAMERA_BITRATE)
-    fps = spec["fps"]
-    n = int(round(duration * fps))
-    cuts = random_cuts(n, fps, seed)
-    key = hashlib.sha1(json.dumps([spec, duration, seed, cuts, _fingerprint()], sort_keys=True,
-                                  default=str).encode()).hexdigest()[:10]
-    path = CACHE / f"{name}-{key}.mp4"
+    path, args = _suite_clip_args(spec, duration)
     truth_path = path.with_suffix(".json")
     if not (path.exists() and truth_path.exists()):
         CACHE.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
-        truth = synth.make_clip(path, duration=duration, cuts=cuts, seed=seed, **spec)
-        info = {"name": name, "cut_frames": truth.cut_frames, "n_frames": truth.n_frames,
+        truth = synth.make_clip(path, duration=duration, **args)
+        info = {"name": spec["name"], "cut_frames": truth.cut_frames, "n_frames": truth.n_frames,
                 "fps": truth.fps, "duration": truth.duration}
         truth_path.write_text(json.dumps(info))
         print(f"  generated {path.name} in {time.perf_counter() - t:.0f} s", flush=True)
@@ -127,9 +132,14 @@ def make_suite_clip(spec: dict, duration: float) -> tuple[Path, dict]:
 
 
 def generate(suite: list[dict], duration: float) -> None:
-    """Build the missing clips two at a time (one 1080p clip is ~75 s of CPU, mostly x264)."""
-    with ProcessPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)), mp_context=get_context("spawn")) as pool:
-        for future in [pool.submit(make_suite_clip, spec, duration) for spec in suite]:
+    """Build the missing clips two at a time (one 1080p clip is ~60 s of CPU, mostly x264)."""
+    paths = [_suite_clip_args(spec, duration)[0] for spec in suite]
+    missing = [spec for spec, path in zip(suite, paths) if not (path.exists() and path.with_suffix(".json").exists())]
+    if not missing:
+        return
+    with ProcessPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1, len(missing))),
+                             mp_context=get_context("spawn")) as pool:
+        for future in [pool.submit(make_suite_clip, spec, duration) for spec in missing]:
             future.result()
 
 
@@ -269,7 +279,7 @@ def print_table(rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=len(SUITE), help="how many clips of the suite")
-    ap.add_argument("--duration", type=float, default=20.0, help="seconds per clip")
+    ap.add_argument("--duration", type=float, default=DURATION, help="seconds per clip")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per side and clip")
     ap.add_argument("--long", action="store_true", help="also measure peak RSS on a long file")
     ap.add_argument("--long-minutes", type=float, default=10.0)

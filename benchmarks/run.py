@@ -67,6 +67,19 @@ def argv_for(name: str, profile: str, out_dir: Path) -> list[str]:
             "preview": ["--planner-only"], "e2e": ["--warm-runs", "3", "--out", out]}[name]
 
 
+def prepare_clips(profile: str, only: list[str]) -> None:
+    """Make the 1080p clips of this run in one pool, two at a time, before the benchmarks need
+    them: bench_e2e uses three of bench_video's, and made separately, one of them would be
+    encoded alone on a fresh clone while the other core idles."""
+    if profile == "smoke" or not {"video", "e2e"} & set(only):
+        return
+    from benchmarks import bench_e2e, bench_video
+
+    names = [s["name"] for s in (bench_video.SUITE if profile == "full" else bench_video.SUITE[:5])] if "video" in only else []
+    names += [n for n in (bench_e2e.SHARED_CLIPS if "e2e" in only else ()) if n not in names]
+    bench_video.generate([s for s in bench_video.SUITE if s["name"] in names], bench_video.DURATION)
+
+
 def result_path(name: str, profile: str, out_dir: Path) -> Path:
     """Where a benchmark's result file goes. The full profile runs the peer benchmarks at their
     own defaults, so they write their usual files; the shorter profiles keep theirs in ``runs/``
@@ -413,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict] = dict(previous.get("runs", {})) if args.report_only or len(only) < len(BENCHES) else {}
     started = time.perf_counter()
     if not args.report_only:
+        prepare_clips(profile, only)
         for name in only:
             argv_b = argv_for(name, profile, out_dir)
             print(f"\n=== {name}: bench_{name} {' '.join(argv_b)}", flush=True)
