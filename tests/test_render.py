@@ -327,6 +327,34 @@ def test_clip_audio_is_mixed_under_the_music(media, tmp_path):
     assert np.abs(mixed[:, c0:c1] - quiet[:, c0:c1]).mean() < 0.005  # a.mp4 has no sound
 
 
+def test_render_processes_are_kept_for_the_next_preview_and_replaced_after_a_failure(media, tmp_path):
+    """Renders in two processes reuse the same processes; a render whose segments fail (its
+    clips became unreadable) discards them, and the next render starts new ones and works."""
+    import shutil
+
+    from montaged.montage import render as render_module
+
+    edit = plan_folder(media["folder"], settings(duration=4.0), media["analyses"])
+    render(edit, tmp_path / "1.mp4", processes=2)
+    first = set(render_module._pool[1]._processes)
+    assert len(first) == 2
+    render(edit, tmp_path / "2.mp4", processes=2)
+    assert set(render_module._pool[1]._processes) == first
+
+    broken = tmp_path / "broken"
+    shutil.copytree(media["folder"], broken)
+    for cut in edit.cuts:
+        (broken / cut.source).write_bytes(b"\0" * 4096)
+    with pytest.raises(RenderError, match="cannot read clip"):
+        render(edit, tmp_path / "3.mp4", folder=broken, processes=2)
+    assert render_module._pool is None
+    assert not (tmp_path / "3.mp4").exists()
+
+    out = render(edit, tmp_path / "4.mp4", processes=2)
+    assert probe_output(out.path)["frames"] == out.frames
+    assert not set(render_module._pool[1]._processes) & first
+
+
 def test_unwritable_output_is_a_render_error_without_partial_files(media, tmp_path):
     edit = plan_folder(media["folder"], settings(duration=2.0), media["analyses"])
     ro = tmp_path / "ro"

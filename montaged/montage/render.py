@@ -501,6 +501,43 @@ def _remove_stale_work(out_dir: Path, name: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# Render processes are kept for the next preview: starting an interpreter and importing PyAV and
+# numpy costs ~0.4 s of CPU in each, which every preview would wait for. Idle, they cost memory
+# only (~40 MB each).
+_pool: tuple[int, ProcessPoolExecutor] | None = None
+
+
+def _segment_pool(n: int) -> ProcessPoolExecutor:
+    global _pool
+    if _pool is not None and _pool[0] != n:
+        _discard_segment_pool()
+    if _pool is None:
+        _pool = (n, ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")))
+    return _pool[1]
+
+
+def _discard_segment_pool() -> None:
+    global _pool
+    if _pool is not None:
+        pool, _pool = _pool[1], None
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def start_render_processes(processes: int = 0) -> None:
+    """Start the processes that render long previews now, in the background, rather than when
+    the first one is asked for (the daemon's render worker calls this before each render, so
+    only its first preview ever waits for them)."""
+    n = _processes(processes, MIN_PARALLEL_FRAMES)
+    if n > 1:
+        pool = _segment_pool(n)
+        for _ in range(n):  # one submission per missing process: each starts one
+            pool.submit(_ready)
+
+
 def _processes(requested: int, frames: int) -> int:
     """Render processes: ``requested``, or with 0 the CPU count, except for short previews,
     where starting interpreters (about half a second of CPU each) costs more than it saves."""
@@ -604,21 +641,21 @@ def _run_segments(jobs: list[SegmentJob], n_proc: int, edit: EditList, music_pat
         for job in jobs:
             collect(render_segment(job))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
-            pending = {pool.submit(render_segment, job) for job in jobs}
-            try:
-                music = _music(edit, music_path)
-                if clip_audio <= 0:  # the music does not depend on the segments: encode it now
-                    encode_audio_file(audio_path, music)
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        collect(f.result())
-            except BaseException:
-                for f in pending:
-                    f.cancel()
-                raise
+        pool = _segment_pool(n_proc)
+        pending = {pool.submit(render_segment, job) for job in jobs}
+        try:
+            music = _music(edit, music_path)
+            if clip_audio <= 0:  # the music does not depend on the segments: encode it now
+                encode_audio_file(audio_path, music)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    collect(f.result())
+        except BaseException:
+            # Segments still running write into the work folder the caller removes: wait for
+            # them. The next render starts fresh processes (these may be broken).
+            _discard_segment_pool()
+            raise
     ordered = [results[j.index] for j in jobs]
     if clip_audio > 0:
         _mix(music, jobs, ordered, clip_audio, edit.fps)
