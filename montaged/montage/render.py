@@ -33,6 +33,7 @@ from typing import Callable, Mapping
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from montaged.errors import MediaError, RenderError
 from montaged.lock import process_exists
@@ -134,7 +135,12 @@ def _even(x: float) -> int:
 
 
 class Fitter:
-    """Turns decoded frames of one source into output frames of the preview's size."""
+    """Turns decoded frames of one source into output frames of the preview's size.
+
+    Each scaling step has its own ``VideoReformatter``: ``VideoFrame.reformat`` builds a new
+    swscale context on every call, which cost more than the scaling itself (2.4 ms instead of
+    1.0 ms for a 1080p frame to 640x360, 1.9 ms instead of 0.15 ms for the blurred backdrop).
+    """
 
     def __init__(self, width: int, height: int, sar: float, rotation: int, out_w: int, out_h: int):
         self.out_w, self.out_h = out_w, out_h
@@ -153,13 +159,14 @@ class Fitter:
         # Size to scale the coded picture to, before it is rotated.
         self.pre_w, self.pre_h = (fit_h, fit_w) if self.rotation in (90, 270) else (fit_w, fit_h)
         self.x0, self.y0 = ((out_w - fit_w) // 2) & ~1, ((out_h - fit_h) // 2) & ~1
+        self._scale, self._shrink, self._grow = VideoReformatter(), VideoReformatter(), VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         if self.full and self.rotation == 0:
             if frame.width == self.out_w and frame.height == self.out_h and frame.format.name == "yuv420p":
                 return frame  # a proxy at the preview's size: nothing to convert
-            return frame.reformat(self.out_w, self.out_h, "yuv420p", interpolation=self.interp)
-        small = frame.reformat(self.pre_w, self.pre_h, "yuv420p", interpolation=self.interp)
+            return self._scale.reformat(frame, self.out_w, self.out_h, "yuv420p", interpolation=self.interp)
+        small = self._scale.reformat(frame, self.pre_w, self.pre_h, "yuv420p", interpolation=self.interp)
         planes = [_plane(small, i) for i in range(3)]
         if self.rotation:
             k = {90: -1, 180: 2, 270: 1}[self.rotation]  # np.rot90 turns counter-clockwise
@@ -191,10 +198,10 @@ class Fitter:
         _plane(crop, 0)[:] = planes[0][y:y + ch, x:x + cw]
         for i in (1, 2):
             _plane(crop, i)[:] = planes[i][y // 2:y // 2 + ch // 2, x // 2:x // 2 + cw // 2]
-        tiny = crop.reformat(*_BLUR_SIZE, "yuv420p", interpolation="AREA")
+        tiny = self._shrink.reformat(crop, *_BLUR_SIZE, "yuv420p", interpolation="AREA")
         luma = _plane(tiny, 0)
         luma[:] = (16 + (luma.astype(np.float32) - 16) * _BLUR_DARKEN).astype(np.uint8)
-        return tiny.reformat(self.out_w, self.out_h, "yuv420p", interpolation="BICUBIC")
+        return self._grow.reformat(tiny, self.out_w, self.out_h, "yuv420p", interpolation="BICUBIC")
 
 
 # --- sources ----------------------------------------------------------------------------------
