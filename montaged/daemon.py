@@ -180,8 +180,10 @@ class Daemon:
         if self._catch_up:
             self._catch_up = False
             self._catch_up_after_full_disk()
+        wait = self.settler.manifest_wait()
         try:
-            first = self.events.get(timeout=TICK)
+            # A settling manifest is the one wait a preview's latency depends on: wake for it.
+            first = self.events.get(timeout=TICK if wait is None else min(TICK, wait + 0.002))
         except queue.Empty:
             first = None
         if self.reload_requested:

@@ -256,7 +256,8 @@ class Settler:
     OPEN_WRITER_GRACE = 60.0
     # A manifest is a few bytes written at once; once closed it only needs a moment. (A manifest
     # read half-written fails to parse and is read again at its next close: nothing is lost.)
-    MANIFEST_SETTLE = 0.3
+    # The main loop wakes for it (manifest_wait), so this is the whole delay it adds.
+    MANIFEST_SETTLE = 0.1
 
     def __init__(self, settings: Settings, roots: list[str]):
         self.settings = settings
@@ -373,6 +374,15 @@ class Settler:
             elif path.startswith(folder + os.sep):
                 return True
         return False
+
+    def manifest_wait(self, now: float | None = None) -> float | None:
+        """Seconds until the first closed manifest waiting here has settled (None: none waits),
+        so that the main loop wakes for it rather than at its next tick."""
+        now = time.monotonic() if now is None else now
+        settle = min(self.MANIFEST_SETTLE, self.settings.watch.settle_seconds)
+        waits = [settle - (now - c.changed_at) for p, c in self.pending.items()
+                 if not c.writing and os.path.basename(p) == self.manifest_name]
+        return max(0.0, min(waits)) if waits else None
 
     def due(self, now: float | None = None) -> list[Decision]:
         """Candidates that have been quiet for ``settle_seconds`` and are unchanged on disk.

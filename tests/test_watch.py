@@ -97,7 +97,10 @@ def test_settler_moves_deletes_and_manifests(tmp_path):
     m.write_text("")
     t0 = time.monotonic()
     s.feed(RawEvent("closed", str(m), at=t0))
-    [d] = s.due(t0 + 0.35)  # manifests settle quickly once closed
+    assert s.manifest_wait(t0 + 0.04) == pytest.approx(Settler.MANIFEST_SETTLE - 0.04)
+    assert s.due(t0 + 0.04) == []
+    [d] = s.due(t0 + 0.15)  # manifests settle quickly once closed
+    assert s.manifest_wait(t0 + 0.15) is None
     assert d.kind == "manifest"
     assert s.feed(RawEvent("closed", str(tmp_path / "notes.txt"))) == [] and s.pending == {}
 
@@ -118,8 +121,8 @@ def test_a_manifest_lets_the_closed_files_of_its_folder_skip_the_settle_wait(tmp
     s.feed(RawEvent("closed", str(other / "e.mp4"), at=t0))  # another folder
     (trip / "montage.toml").write_text('title = "x"\n')
     s.feed(RawEvent("closed", str(trip / "montage.toml"), at=t0 + 0.1))
-    assert s.due(t0 + 0.2) == []  # the manifest itself has not settled yet
-    decided = s.due(t0 + 0.45)
+    assert s.due(t0 + 0.15) == []  # the manifest itself has not settled yet
+    decided = s.due(t0 + 0.25)
     # The closed files come first, then the manifest that waits for them.
     assert [(d.kind, d.path) for d in decided] == [
         ("complete", str(trip / "a.mp4")), ("complete", str(trip / "sub" / "b.mp4")),
