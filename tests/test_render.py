@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from montaged.montage.preview import plan_folder, preview_folder, write_outputs
 from montaged.montage.render import make_proxy, render
 from montaged.synth.music import make_track
 from montaged.synth.video import make_clip
+from tests.helpers import wait_until
 
 try:
     from montaged.config import PreviewConfig
@@ -352,7 +354,17 @@ def test_render_processes_are_kept_for_the_next_preview_and_replaced_after_a_fai
 
     out = render(edit, tmp_path / "4.mp4", processes=2)
     assert probe_output(out.path)["frames"] == out.frames
-    assert not set(render_module._pool[1]._processes) & first
+    second = set(render_module._pool[1]._processes)
+    assert not second & first
+
+    # A kept process killed between previews (the OOM killer): the next preview starts new ones.
+    victim = next(iter(second))
+    os.kill(victim, signal.SIGKILL)
+    kept = render_module._pool[1]
+    wait_until(lambda: kept._broken, 10, what="the pool to notice its dead process")
+    out = render(edit, tmp_path / "5.mp4", processes=2)
+    assert probe_output(out.path)["frames"] == out.frames
+    assert victim not in set(render_module._pool[1]._processes)
 
 
 def test_unwritable_output_is_a_render_error_without_partial_files(media, tmp_path):

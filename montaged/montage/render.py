@@ -25,7 +25,8 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -530,7 +531,19 @@ def _discard_segment_pool() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ready() -> int:
+def _submit(n: int, fn: Callable, items: list) -> list[Future]:
+    """``fn(item)`` for every item in the kept pool of ``n`` processes."""
+    try:
+        pool = _segment_pool(n)
+        return [pool.submit(fn, item) for item in items]
+    except BrokenProcessPool:
+        # A kept process died since the last preview (the OOM killer, a kill -9): new ones.
+        _discard_segment_pool()
+        pool = _segment_pool(n)
+        return [pool.submit(fn, item) for item in items]
+
+
+def _ready(_item=None) -> int:
     return os.getpid()
 
 
@@ -540,9 +553,7 @@ def start_render_processes(processes: int = 0) -> None:
     only its first preview ever waits for them)."""
     n = _processes(processes, MIN_PARALLEL_FRAMES)
     if n > 1:
-        pool = _segment_pool(n)
-        for _ in range(n):  # one submission per missing process: each starts one
-            pool.submit(_ready)
+        _submit(n, _ready, list(range(n)))  # one submission per missing process: each starts one
 
 
 def _processes(requested: int, frames: int) -> int:
@@ -648,8 +659,7 @@ def _run_segments(jobs: list[SegmentJob], n_proc: int, edit: EditList, music_pat
         for job in jobs:
             collect(render_segment(job))
     else:
-        pool = _segment_pool(n_proc)
-        pending = {pool.submit(render_segment, job) for job in jobs}
+        pending = set(_submit(n_proc, render_segment, jobs))
         try:
             music = _music(edit, music_path)
             if clip_audio <= 0:  # the music does not depend on the segments: encode it now
