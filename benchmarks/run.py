@@ -12,12 +12,12 @@ Runs, in this order, each in this process through its ``main(argv)``:
 
 then reads their result files and writes ``benchmarks/results/summary.json`` and ``summary.md``.
 
-Profiles: the default keeps a fresh clone under 15 minutes on a 2-core machine, including the
-media it generates once into ``benchmarks/.cache/`` (six camera-like 1080p clips, ~60 s of CPU
-each, two at a time: 13.5 minutes in all, measured). To keep it that short it compares with PySceneDetect only on the five
-1080p30 1-s GOP clips (PySceneDetect is the slow side), runs the planner only from bench_preview,
-and 3 warm runs. ``--full`` runs
-every benchmark with its own defaults (about twice as long). ``--smoke`` is a harness check on
+Profiles: the default keeps a fresh clone under 15 minutes on a 2-core machine (13.5 measured),
+including the media it generates once into ``benchmarks/.cache/`` (six camera-like 1080p clips,
+~60 s of CPU each, two at a time). To keep it that short it compares with PySceneDetect only on
+the five 1080p30 1-s GOP clips (PySceneDetect is the slow side), runs the planner only from
+bench_preview, and 3 warm runs. ``--full`` runs every benchmark with its own defaults (about
+twice as long). ``--smoke`` is a harness check on
 tiny media; it writes nothing under ``benchmarks/results/``.
 
     .venv/bin/python -m benchmarks.run                  # make bench
