@@ -483,11 +483,13 @@ class DaskExecutor:
                 self._close_client(view.client)
                 return
             self._view = view
+            # Before logging: info() already reports this attempt's outcome, and free_slots()
+            # must agree with it from the same moment.
+            self._first_attempt.set()
             usable = view.usable()
             if usable != was_usable:
                 self._log_change(view, usable, first=was_usable is None)
                 was_usable = usable
-            self._first_attempt.set()
             self._stop.wait(REFRESH_EVERY if view.client is not None else RECONNECT_EVERY)
 
     def _next_view(self, view: _View) -> _View:
