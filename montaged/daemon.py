@@ -26,7 +26,7 @@ from montaged import __version__, jobs
 from montaged.config import Settings, load_settings
 from montaged.digest import file_digest
 from montaged.errors import ConfigError, ManifestError, MontagedError, StoreError
-from montaged.executors import LocalExecutor, Outcome, make_executor
+from montaged.executors import LocalExecutor, make_executor
 from montaged.jobs import JobKind
 from montaged.lock import StateLock, daemon_pid  # noqa: F401 (daemon_pid: public here too)
 from montaged.store import Store, path_text, utcnow

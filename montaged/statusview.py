@@ -381,7 +381,7 @@ def watch_status(fetch: Callable[[], dict], interval: float = 1.0, *, out: TextI
                 break
             time.sleep(interval)
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C is how a person leaves the live view: a normal exit, nothing to report
     finally:
         if tty:
             out.write("\x1b[?25h")

@@ -18,10 +18,8 @@ import fnmatch
 import logging
 import os
 import queue
-import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator
 
 from watchdog.events import (
