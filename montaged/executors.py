@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from montaged.errors import MediaError, ManifestError, MontagedError
+from montaged.lifeline import end_with_parent
 
 log = logging.getLogger("montaged.executors")
 
@@ -62,6 +63,7 @@ _current_job: int | None = None
 def _worker_init(progress_queue, memory_limit_mb: int = 0, nice: int = 0) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    end_with_parent()  # a daemon killed alone must not leave its workers running (lifeline.py)
     if nice:
         os.nice(nice)
         # A niced worker works only with CPU nobody else wants: SCHED_IDLE, where Linux has it.

@@ -60,14 +60,22 @@ def _read_pid(path: Path) -> int | None:
 
 def process_exists(pid: int) -> bool:
     """Is a process with this pid running? (It may be another user's: that counts as running,
-    and so does a reused pid: callers only use this to leave the files of live writers alone.)"""
+    and so does a reused pid: callers only use this to leave the files of live writers alone.)
+
+    A zombie does not count: a killed daemon's workers are re-parented to init, and until init
+    reaps them (not at once everywhere: containers often run a lazy PID 1) their pids answer
+    ``kill(pid, 0)`` although they write nothing any more."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # the name may contain ")"
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill()
 
 
 def daemon_pid(state_dir: Path) -> int | None:

@@ -15,3 +15,15 @@ def test_process_exists_tells_live_from_gone():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # reaped: its pid is free
     assert not process_exists(child.pid)
+
+
+def test_a_zombie_is_not_running():
+    """A killed worker nobody has reaped yet (a lazy init in a container) writes nothing more:
+    its leftovers may go. kill(pid, 0) alone would call it running."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, deliberately not reaped
+        os.kill(child.pid, 0)  # the pid still answers
+        assert not process_exists(child.pid)
+    finally:
+        child.wait()

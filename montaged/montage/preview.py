@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 
 from montaged.analysis import Analysis, analyze_path
 from montaged.errors import ManifestError, RenderError
+from montaged.lifeline import end_with_parent
 from montaged.montage import export
 from montaged.montage.manifest import Inputs, Manifest, load_manifest, resolve_inputs
 from montaged.montage.plan import EditList, plan_edit
@@ -113,7 +114,8 @@ def _picklable(fn) -> bool:
 def _analyze_all(paths: list[Path], analyze, processes: int) -> dict[Path, Analysis]:
     if processes <= 1 or len(paths) <= 1 or not _picklable(analyze):
         return {p: analyze(str(p)) for p in paths}
-    with ProcessPoolExecutor(max_workers=min(processes, len(paths)), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=min(processes, len(paths)), mp_context=get_context("spawn"),
+                             initializer=end_with_parent) as pool:
         return dict(zip(paths, pool.map(analyze, [str(p) for p in paths])))
 
 

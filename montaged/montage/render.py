@@ -36,6 +36,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from montaged.errors import MediaError, RenderError
+from montaged.lifeline import end_with_parent
 from montaged.lock import process_exists
 from montaged.media.probe import open_input
 from montaged.montage.plan import EditList
@@ -612,7 +613,7 @@ def _run_segments(jobs: list[SegmentJob], n_proc: int, edit: EditList, music_pat
             collect(render_segment(job))
     else:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx, initializer=end_with_parent) as pool:
             pending = {pool.submit(render_segment, job) for job in jobs}
             try:
                 music = _music(edit, music_path)

@@ -5,8 +5,9 @@ Each iteration starts the daemon, drops a new folder (a new clip, a copy of a cl
 the music and a manifest), and kills the daemon's whole process group (daemon, analysis workers,
 render worker and its segment processes) after a random delay within the expected run time, so
 kills land during start-up, settling, hashing, analysis, planning, rendering and database
-commits. One kill in four hits the daemon alone, as the OOM killer would, leaving its workers
-as orphans. Work piles up across iterations, so later kills hit a daemon that is resuming. At
+commits. One kill in four hits the daemon alone, as the OOM killer would: its workers must then
+end on their own within seconds (montaged/lifeline.py) instead of living on as orphans that hold
+a render's work folder or overwrite a newer preview. Work piles up across iterations, so later kills hit a daemon that is resuming. At
 the end a last daemon finishes everything and the state is checked.
 
 MONTAGED_CRASH_SEED replays a sequence of delays; MONTAGED_CRASH_ITERATIONS sets the count."""
@@ -124,12 +125,15 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
             assert d.proc.poll() is None, f"the daemon died on its own:\n{d.output()}"
             phase = phase_of(state, d.proc.pid)
             if rng.random() < 0.25:
-                # The OOM killer's way: the daemon alone. Its workers live on as orphans (they
-                # finish their job, find no parent and exit) while the next daemon starts.
+                # The OOM killer's way: the daemon alone. Its workers notice and end themselves.
                 orphans.append(d.proc.pid)
                 os.kill(d.proc.pid, signal.SIGKILL)
                 d.proc.wait(10)
                 d.log.close()
+                deadline = time.monotonic() + 10
+                while (left := live_members(d.proc.pid)) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert not left, f"the killed daemon's workers still run 10 s later: {left}"
                 phase += " (daemon only)"
             else:
                 d.kill9()
@@ -159,7 +163,7 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
     finally:
         reader.stop.set()
         reader.join(10)
-        for pgid in orphans:
+        for pgid in orphans:  # only if the wait above failed
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
 
@@ -199,6 +203,17 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
     record("crash: files lost", 0)
     record("crash: contents analysed twice", 0)
     record("crash: torn-output reads", f"0 of {reader.reads}")
+
+
+def live_members(pgid: int) -> list[str]:
+    """The processes of group ``pgid`` that still run (zombies waiting for init do not count)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(f"{stat.parent.name} ({fields[0]})")
+    return found
 
 
 def dead_pid() -> int:
