@@ -67,9 +67,12 @@ def render_task(payload: dict) -> dict:
     from montaged.config import PreviewConfig
     from montaged.montage.plan import EditList
     from montaged.montage.preview import write_outputs
+    from montaged.montage.render import start_render_processes
 
     edit = EditList.from_dict(payload["edit"])
     settings = PreviewConfig(**payload["preview"])
+    # Even before a short preview that renders in this process: the next long one finds them up.
+    start_render_processes(settings.render_processes)
     outputs = write_outputs(edit, Path(payload["folder"]), Path(payload["out_dir"]), settings, progress=report_progress,
                             proxies=payload.get("proxies") or None)
     return {name: str(p) for name, p in outputs.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from montaged.montage.preview import plan_folder, preview_folder, write_outputs
 from montaged.montage.render import make_proxy, render
 from montaged.synth.music import make_track
 from montaged.synth.video import make_clip
+from tests.helpers import wait_until
 
 try:
     from montaged.config import PreviewConfig
@@ -325,6 +327,81 @@ def test_clip_audio_is_mixed_under_the_music(media, tmp_path):
     c0, c1 = int(other_cut.record_in * 48000) + 2000, min(n, int(other_cut.record_out * 48000) - 2000)
     assert np.abs(mixed[:, a:b] - quiet[:, a:b]).mean() > 0.01  # the clip's tone is there
     assert np.abs(mixed[:, c0:c1] - quiet[:, c0:c1]).mean() < 0.005  # a.mp4 has no sound
+
+
+def test_render_processes_are_kept_for_the_next_preview_and_replaced_after_a_failure(media, tmp_path):
+    """Renders in two processes reuse the same processes; a render whose segments fail (its
+    clips became unreadable) discards them, and the next render starts new ones and works."""
+    import shutil
+
+    from montaged.montage import render as render_module
+
+    edit = plan_folder(media["folder"], settings(duration=4.0), media["analyses"])
+    render(edit, tmp_path / "1.mp4", processes=2)
+    first = set(render_module._pool[1]._processes)
+    assert len(first) == 2
+    render(edit, tmp_path / "2.mp4", processes=2)
+    assert set(render_module._pool[1]._processes) == first
+
+    broken = tmp_path / "broken"
+    shutil.copytree(media["folder"], broken)
+    for cut in edit.cuts:
+        (broken / cut.source).write_bytes(b"\0" * 4096)
+    with pytest.raises(RenderError, match="cannot read clip"):
+        render(edit, tmp_path / "3.mp4", folder=broken, processes=2)
+    assert render_module._pool is None
+    assert not (tmp_path / "3.mp4").exists()
+
+    out = render(edit, tmp_path / "4.mp4", processes=2)
+    assert probe_output(out.path)["frames"] == out.frames
+    second = set(render_module._pool[1]._processes)
+    assert not second & first
+
+    # A kept process killed between previews (the OOM killer): the next preview starts new ones.
+    victim = next(iter(second))
+    os.kill(victim, signal.SIGKILL)
+    kept = render_module._pool[1]
+    wait_until(lambda: kept._broken, 10, what="the pool to notice its dead process")
+    out = render(edit, tmp_path / "5.mp4", processes=2)
+    assert probe_output(out.path)["frames"] == out.frames
+    assert victim not in set(render_module._pool[1]._processes)
+
+
+def test_kept_render_processes_end_with_the_process_that_keeps_them(media, tmp_path):
+    """The daemon's render worker killed (a job timeout, the daemon killed alone): its kept
+    segment processes must not live on as orphans."""
+    edit = plan_folder(media["folder"], settings(duration=4.0), media["analyses"])
+    (tmp_path / "edit.json").write_text(json.dumps(edit.to_dict()))
+    script = textwrap.dedent(f"""
+        import json, sys, time
+        from montaged.montage import render as r
+        from montaged.montage.plan import EditList
+        edit = EditList.from_dict(json.load(open({str(tmp_path / "edit.json")!r})))
+        r.render(edit, {str(tmp_path / "out.mp4")!r}, folder={str(media["folder"])!r}, processes=2)
+        print(" ".join(map(str, r._pool[1]._processes)), flush=True)
+        time.sleep(120)
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        kept = [int(pid) for pid in owner.stdout.readline().split()]
+        assert len(kept) == 2
+    finally:
+        owner.kill()
+        owner.wait(10)
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    try:
+        wait_until(lambda: not any(running(p) for p in kept), 10, interval=0.05,
+                   what="the kept render processes to end after their owner was killed")
+    finally:
+        for pid in kept:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_unwritable_output_is_a_render_error_without_partial_files(media, tmp_path):

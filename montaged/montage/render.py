@@ -25,7 +25,8 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -509,6 +510,56 @@ def _remove_stale_work(out_dir: Path, name: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# Render processes are kept for the next preview: starting an interpreter and importing PyAV and
+# numpy costs ~0.4 s of CPU in each, which every preview would wait for. Idle, they cost memory
+# only (~40 MB each).
+_pool: tuple[int, ProcessPoolExecutor] | None = None
+
+
+def _segment_pool(n: int) -> ProcessPoolExecutor:
+    global _pool
+    if _pool is not None and _pool[0] != n:
+        _discard_segment_pool()
+    if _pool is None:
+        # end_with_parent: kept processes outlive renders, and must not outlive the process
+        # that keeps them (a render worker killed with its daemon).
+        _pool = (n, ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=end_with_parent))
+    return _pool[1]
+
+
+def _discard_segment_pool() -> None:
+    global _pool
+    if _pool is not None:
+        pool, _pool = _pool[1], None
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _submit(n: int, fn: Callable, items: list) -> list[Future]:
+    """``fn(item)`` for every item in the kept pool of ``n`` processes."""
+    try:
+        pool = _segment_pool(n)
+        return [pool.submit(fn, item) for item in items]
+    except BrokenProcessPool:
+        # A kept process died since the last preview (the OOM killer, a kill -9): new ones.
+        _discard_segment_pool()
+        pool = _segment_pool(n)
+        return [pool.submit(fn, item) for item in items]
+
+
+def _ready(_item=None) -> int:
+    return os.getpid()
+
+
+def start_render_processes(processes: int = 0) -> None:
+    """Start the processes that render long previews now, in the background, rather than when
+    the first one is asked for (the daemon's render worker calls this before each render, so
+    only its first preview ever waits for them)."""
+    n = _processes(processes, MIN_PARALLEL_FRAMES)
+    if n > 1:
+        _submit(n, _ready, list(range(n)))  # one submission per missing process: each starts one
+
+
 def _processes(requested: int, frames: int) -> int:
     """Render processes: ``requested``, or with 0 the CPU count, except for short previews,
     where starting interpreters (about half a second of CPU each) costs more than it saves."""
@@ -612,21 +663,20 @@ def _run_segments(jobs: list[SegmentJob], n_proc: int, edit: EditList, music_pat
         for job in jobs:
             collect(render_segment(job))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx, initializer=end_with_parent) as pool:
-            pending = {pool.submit(render_segment, job) for job in jobs}
-            try:
-                music = _music(edit, music_path)
-                if clip_audio <= 0:  # the music does not depend on the segments: encode it now
-                    encode_audio_file(audio_path, music)
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        collect(f.result())
-            except BaseException:
-                for f in pending:
-                    f.cancel()
-                raise
+        pending = set(_submit(n_proc, render_segment, jobs))
+        try:
+            music = _music(edit, music_path)
+            if clip_audio <= 0:  # the music does not depend on the segments: encode it now
+                encode_audio_file(audio_path, music)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    collect(f.result())
+        except BaseException:
+            # Segments still running write into the work folder the caller removes: wait for
+            # them. The next render starts fresh processes (these may be broken).
+            _discard_segment_pool()
+            raise
     ordered = [results[j.index] for j in jobs]
     if clip_audio > 0:
         _mix(music, jobs, ordered, clip_audio, edit.fps)

@@ -104,7 +104,8 @@ def test_kill9_loop_loses_nothing_and_redoes_nothing(tmp_path, small_media):
     rng = random.Random(seed)
     root, out, state = tmp_path / "ingest", tmp_path / "previews", tmp_path / "state"
     root.mkdir()
-    cfg = rel_config(tmp_path / "montaged.toml", watch=[root], output=out, state=state)
+    # Two render processes, kept between previews: kills also land on segment processes.
+    cfg = rel_config(tmp_path / "montaged.toml", watch=[root], output=out, state=state, preview__render_processes=2)
     media = tmp_path / "new"
     media.mkdir()
     clips = [unique_clip(media / f"n{i}.mp4", seed=1000 + i) for i in range(ITERATIONS)]
