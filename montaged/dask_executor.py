@@ -65,14 +65,14 @@ _task = threading.local()  # the job this worker thread runs: a Dask worker runs
 
 
 class _EventProgress:
-    """Takes the local pool's progress queue's place on a Dask worker: forwards each job's
+    """Takes the local pool's message pipe's place on a Dask worker: forwards each job's
     progress as a Dask event (at most every PROGRESS_EVERY s), so ``status`` shows remote jobs'
     progress too. The job comes from the thread, not the message: threads share the module."""
 
     def __init__(self, worker):
         self.worker = worker
 
-    def put(self, message: tuple) -> None:
+    def send(self, message: tuple) -> None:
         job = getattr(_task, "job", None)
         if job is None or message[0] != "progress":
             return
@@ -88,10 +88,10 @@ def run_remote(job_id: int, fn: Callable, args: tuple) -> Any:
     from distributed import get_worker
 
     worker = get_worker()
-    if not isinstance(executors._progress_queue, _EventProgress):
-        # report_progress() sends to executors._progress_queue when _current_job is set; on a
-        # Dask worker both are ours for good (the job itself comes from the thread-local).
-        executors._progress_queue = _EventProgress(worker)
+    if not isinstance(executors._messages, _EventProgress):
+        # report_progress() sends to executors._messages when _current_job is set; on a Dask
+        # worker both are ours for good (the job itself comes from the thread-local).
+        executors._messages = _EventProgress(worker)
         executors._current_job = -1
     key = worker.get_current_task() if hasattr(worker, "get_current_task") else None
     _task.job, _task.key, _task.sent = job_id, key, 0.0

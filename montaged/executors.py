@@ -21,6 +21,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from typing import Any, Callable
 
 from montaged.errors import MediaError, ManifestError, MontagedError
@@ -56,13 +57,13 @@ class _Running:
 # ------------------------------------------------------------------------------------------------
 # Worker side
 
-_progress_queue = None
+_messages = None  # the write end of the daemon's message pipe (a multiprocessing Connection)
 _current_job: int | None = None
 
 
-def _worker_init(progress_queue, memory_limit_mb: int = 0, nice: int = 0) -> None:
-    global _progress_queue
-    _progress_queue = progress_queue
+def _worker_init(messages, memory_limit_mb: int = 0, nice: int = 0) -> None:
+    global _messages
+    _messages = messages
     end_with_parent()  # a daemon killed alone must not leave its workers running (lifeline.py)
     if nice:
         os.nice(nice)
@@ -84,18 +85,27 @@ def _worker_init(progress_queue, memory_limit_mb: int = 0, nice: int = 0) -> Non
 
 def report_progress(fraction: float) -> None:
     """Progress callback handed to analysis and render functions inside a worker."""
-    if _progress_queue is not None and _current_job is not None:
+    if _messages is not None and _current_job is not None:
         try:
-            _progress_queue.put(("progress", _current_job, float(fraction), os.getpid()))
+            _tell("progress", _current_job, float(fraction))
         except (OSError, ValueError) as exc:  # progress is advisory; never let it fail a job
             logging.getLogger("montaged.worker").debug("progress not sent: %s", exc)
+
+
+def _tell(kind: str, job_id: int, fraction: float) -> None:
+    # One write of a few dozen bytes, synchronous (a worker that dies right after "start" has
+    # still told its pid) and without a lock: a pipe takes writes up to PIPE_BUF (4 KiB) whole,
+    # whoever writes beside. A multiprocessing queue's lock, held by a worker at the moment the
+    # pool terminated it, stayed held: every later worker blocked on its first message, before
+    # its job's timeout even started, and analysis stopped for good.
+    _messages.send((kind, job_id, fraction, os.getpid()))
 
 
 def _run(job_id: int, fn: Callable, args: tuple) -> Any:
     global _current_job
     _current_job = job_id
-    if _progress_queue is not None:
-        _progress_queue.put(("start", job_id, 0.0, os.getpid()))
+    if _messages is not None:
+        _tell("start", job_id, 0.0)
     try:
         return fn(*args)
     finally:
@@ -130,9 +140,8 @@ class LocalExecutor:
         self.memory_limit_mb = memory_limit_mb
         self.sizes = {"analysis": processes or os.cpu_count() or 1, "render": max(1, render_processes), "proxy": 1}
         self._ctx = multiprocessing.get_context("spawn")
-        # SimpleQueue writes synchronously: a worker that dies right after "start" has still told
-        # us its pid (a Queue's feeder thread would have died with the message).
-        self._progress = self._ctx.SimpleQueue()
+        # Workers tell us when they start a job (with their pid) and how far they are: see _tell.
+        self._inbox, self._outbox = self._ctx.Pipe(duplex=False)
         self._pools: dict[str, ProcessPoolExecutor | None] = {"analysis": None, "render": None, "proxy": None}
         self._running: dict[int, _Running] = {}
         # pid -> Process of every worker we have seen, per pool: a broken pool forgets its
@@ -160,9 +169,16 @@ class LocalExecutor:
                 max_workers=self.sizes[name], mp_context=self._ctx,
                 # The render pool is not limited: it fans out to its own segment processes.
                 initializer=_worker_init,
-                initargs=(self._progress, self.memory_limit_mb if name == "analysis" else 0, 10 if name == "proxy" else 0),
+                initargs=(self._outbox, self.memory_limit_mb if name == "analysis" else 0, 10 if name == "proxy" else 0),
             )
             self._pools[name] = pool
+            if self.sizes[name] > 1:
+                # Start every worker now. CPython's submit() wakes the pool's manager thread
+                # *before* it spawns a new worker, so the manager may go back to waiting without
+                # that worker's sentinel and never see it die (a job killed for its timeout then
+                # stays "running" for good). These no-ops' results wake it once all are up.
+                for _ in range(self.sizes[name]):
+                    pool.submit(os.getpid)
         return pool
 
     def free_slots(self, pool: str) -> int:
@@ -202,15 +218,17 @@ class LocalExecutor:
         changed, self._unreported = self._unreported, {}
         return {job_id: f for job_id, f in changed.items() if job_id in self._running}
 
-    def _read_messages(self) -> None:
+    def _read_messages(self, limit: int | None = 1000) -> None:
         """Read what workers sent (start with pid, progress). Progress is kept until
-        drain_progress() hands it out: poll() and kill() read messages too."""
+        drain_progress() hands it out: poll() and kill() read messages too. At most ``limit``
+        messages: workers reporting faster than we read must not keep the main loop here."""
         changed = {}
-        while True:
+        while limit is None or limit > 0:
+            limit = None if limit is None else limit - 1
             try:
-                if self._progress.empty():
+                if not self._inbox.poll():
                     break
-                kind, job_id, fraction, pid = self._progress.get()
+                kind, job_id, fraction, pid = self._inbox.recv()
             except (OSError, EOFError, ValueError) as exc:
                 log.debug("progress channel: %s", exc)
                 break
@@ -281,10 +299,8 @@ class LocalExecutor:
                 r.future.exception(timeout=10)
             except Exception as exc:  # noqa: BLE001 - only waiting for the future to settle
                 log.debug("future of job %s did not settle: %s", r.job.id, exc)
-        self._read_messages()
-        for proc in processes.values():
-            proc.join(timeout=5)  # reap, so that exitcode is known
-        exit_codes = {pid: proc.exitcode for pid, proc in processes.items()}
+        self._read_messages(limit=None)  # every "start" of this pool's dead workers
+        exit_codes = {pid: _exit_code(proc, timeout=5) for pid, proc in processes.items()}
         self._workers[pool_name] = {}
         outcomes = []
         culprits = []
@@ -293,8 +309,13 @@ class LocalExecutor:
             if r.killed_reason or (r.pid is not None and code not in (None, -signal.SIGTERM)):
                 culprits.append((r, code))
         if not culprits:
-            # Could not tell who died (it had not reported its pid): charge those without a pid.
-            culprits = [(r, exit_codes.get(r.pid)) for r in runs if r.pid is None] or [(r, None) for r in runs]
+            # Could not tell who died: charge the jobs whose worker's fate is unknown, else those
+            # that had not said which worker ran them, else all (a job that crashes its worker
+            # must reach max_attempts, even unrecognised).
+            log.warning("could not tell which %s job's worker died (job, pid: exit code): %s", pool_name,
+                        {r.job.id: (r.pid, exit_codes.get(r.pid)) for r in runs})
+            culprits = ([(r, None) for r in runs if r.pid is not None and exit_codes.get(r.pid) is None]
+                        or [(r, None) for r in runs if r.pid is None] or [(r, None) for r in runs])
         blamed = {id(r) for r, _ in culprits}
         for r, code in culprits:
             outcomes.append(Outcome(r.job, error=r.killed_reason or _death_message(code), retryable=True))
@@ -331,6 +352,18 @@ class LocalExecutor:
                 proc.join(timeout=5)
             self._pools[name] = None
         return unfinished
+
+
+def _exit_code(proc, timeout: float) -> int | None:
+    """The worker's exit code, or None if it still runs after ``timeout``. The pool's own thread
+    reaps its workers too: when both call waitpid, the loser gets ECHILD and, for a moment until
+    the winner stores it, sees no exit code (that charged a good job for a neighbour's crash)."""
+    deadline = time.monotonic() + timeout
+    proc.join(timeout)
+    # Dead (its sentinel pipe closed) but no code yet: the other thread is storing it.
+    while proc.exitcode is None and wait([proc.sentinel], 0) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return proc.exitcode
 
 
 def _death_message(code: int | None) -> str:

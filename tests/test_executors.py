@@ -41,3 +41,49 @@ def test_proxy_workers_only_get_idle_cpu():
         assert outcomes == {1: os.SCHED_IDLE, 2: os.SCHED_OTHER}
     finally:
         ex.shutdown(wait=False)
+
+
+def _chatter() -> None:
+    """A job that does nothing but tell the daemon how far it is, as fast as it can, until it
+    is killed: a kill is then likely to land in the middle of a message."""
+    from montaged import executors
+
+    while True:
+        executors.report_progress(0.5)
+
+
+def _outcomes(ex: LocalExecutor, ids: set[int], timeout: float = 60.0) -> dict:
+    found: dict = {}
+    deadline = time.monotonic() + timeout
+    while not ids <= set(found) and time.monotonic() < deadline:
+        found.update({o.job.id: o for o in ex.poll()})
+        time.sleep(0.02)
+    assert ids <= set(found), f"no outcome within {timeout}s for jobs {ids - set(found)}"
+    return found
+
+
+def test_workers_killed_mid_message_do_not_silence_the_next_ones():
+    """Workers are killed while telling the daemon their progress: one by a timeout (SIGKILL),
+    its neighbour by the pool it broke (SIGTERM). The next workers must still be heard. (With a
+    multiprocessing queue, a lock held by a killed worker blocked every later worker on its
+    first message, before its job's timeout even started: analysis stopped for good.)"""
+    ex = LocalExecutor(2)
+    try:
+        for r in range(5):
+            a, b = SimpleNamespace(id=10 * r + 1), SimpleNamespace(id=10 * r + 2)
+            ex.submit(a, "analysis", _chatter)
+            ex.submit(b, "analysis", _chatter)
+            heard: set[int] = set()
+            deadline = time.monotonic() + 60
+            while heard != {a.id, b.id} and time.monotonic() < deadline:
+                heard |= set(ex.drain_progress())
+                time.sleep(0.01)
+            assert heard == {a.id, b.id}, f"round {r}: only heard from {heard}"
+            ex.kill(a.id, "timed out (test)")
+            out = _outcomes(ex, {a.id, b.id})
+            assert out[a.id].error == "timed out (test)" and out[a.id].charged
+            assert not out[b.id].charged, out[b.id]  # b only shared the pool
+        ex.submit(SimpleNamespace(id=99), "analysis", os.getpid)
+        assert _outcomes(ex, {99})[99].ok
+    finally:
+        ex.shutdown(wait=False)

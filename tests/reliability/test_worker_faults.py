@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import DaemonProcess, cli, wait_until
-from tests.reliability.conftest import record, rel_config
+from tests.reliability.conftest import SOAK, record, rel_config
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,8 @@ def test_every_kind_of_worker_fault_is_retried_then_quarantined(rlayout, tracks,
             assert FAULTS[hook] in job["error"], job
         for path in good:
             job = by_path[path.name]
-            assert job["state"] == "done" and job["attempts"] == 0, job
+            said = [line for line in d.log_path.read_text(errors="replace").splitlines() if path.name in line]
+            assert job["state"] == "done" and job["attempts"] == 0, (job, said)
         doc = d.status()
         problems = {Path(p["path"]).name: p for p in doc["problems"]}
         assert set(problems) == {p.name for p in bad.values()}
@@ -105,3 +106,49 @@ def test_idle_worker_killed_by_the_oom_killer_does_not_take_the_daemon_down(rlay
         wait_until(lambda: d.status()["files"]["analyzed"] == 4, 60, what="files after the kill analysed")
         assert d.proc.poll() is None, d.output()
         assert all(j["attempts"] == 0 for j in d.jobs()), d.jobs()
+
+
+def test_crash_after_crash_never_charges_a_good_job_nor_stalls(tracks, tmp_path, monkeypatch):
+    """Round after round, workers crash (SIGKILL, SIGSEGV) next to good jobs, straight through
+    the executor the daemon uses. Each crash breaks the pool; every good job must still finish
+    uncharged and nothing may stall. Found this way: a good job charged for a neighbour's crash
+    when the pool's own thread reaped the dead worker first, and analysis stopped for good when
+    a worker was terminated holding the progress queue's lock."""
+    from types import SimpleNamespace
+
+    from montaged.executors import LocalExecutor
+    from montaged.tasks import analyze_task
+
+    monkeypatch.setenv("MONTAGED_TEST_HOOKS", "1")  # the spawned workers inherit it
+    names = ["__kill__a.wav", "good1.wav", "__segv__b.wav", "good2.wav", "good3.wav", "__kill__c.wav", "good4.wav"]
+    for name in names:
+        shutil.copy(tracks[0], tmp_path / name)
+    rounds = 40 if SOAK else 8
+    ex = LocalExecutor(2)
+    charged, next_id = [], 0
+    try:
+        for r in range(rounds):
+            queue = []
+            for name in names:
+                next_id += 1
+                queue.append(SimpleNamespace(id=next_id, path=str(tmp_path / name)))
+            left = {j.id for j in queue}
+            deadline = time.monotonic() + 120
+            while left:
+                assert time.monotonic() < deadline, f"round {r}: stalled with {sorted(left)} unfinished"
+                while queue and ex.free_slots("analysis") > 0:
+                    job = queue.pop(0)
+                    ex.submit(job, "analysis", analyze_task, job.path)
+                for out in ex.poll():
+                    if not out.ok and not out.charged:
+                        queue.append(out.job)  # interrupted by a neighbour: runs again
+                        continue
+                    left.discard(out.job.id)
+                    if Path(out.job.path).name.startswith("good") and not out.ok:
+                        charged.append((r, Path(out.job.path).name, out.error))
+                time.sleep(0.01)
+    finally:
+        ex.shutdown(wait=False)
+    assert not charged, charged
+    assert ex.pool_rebuilds >= 3 * rounds
+    record("worker faults: pool breakages in a row", f"{ex.pool_rebuilds} in {rounds} rounds, good jobs charged 0")
