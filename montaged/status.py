@@ -56,11 +56,23 @@ def status_document(state_dir: Path) -> dict:
             for r in store.query("SELECT * FROM jobs WHERE state = 'running' ORDER BY id")
         ]
         doc["problems"] = [
-            {"path": r["path"], "error": r["error"], "attempts": r["attempts"], "state": r["state"], "job": r["job"]}
+            {"path": r["path"], "error": r["error"], "attempts": r["attempts"], "state": r["state"], "job": r["job"], "kind": "analyze"}
             for r in store.query(
                 "SELECT f.path, f.error, f.state, COALESCE(MAX(j.attempts), 0) AS attempts, MAX(j.id) AS job "
                 "FROM files f LEFT JOIN jobs j ON j.digest = f.digest AND j.kind = 'analyze' "
                 "WHERE f.state IN ('failed', 'quarantined') GROUP BY f.id ORDER BY f.path"
+            )
+        ]
+        # A proxy that could not be made loses nothing (previews read the original clip), but
+        # the user should know why previews with that clip render slowly.
+        doc["problems"] += [
+            {"path": r["path"], "error": f"render proxy not made (previews read the original): {r['error']}",
+             "attempts": r["attempts"], "state": r["state"], "job": r["id"], "kind": "proxy"}
+            for r in store.query(
+                "SELECT j.id, j.path, j.error, j.attempts, j.state FROM jobs j "
+                "WHERE j.kind = 'proxy' AND j.state IN ('failed', 'quarantined') "
+                "AND j.id = (SELECT MAX(id) FROM jobs WHERE kind = 'proxy' AND digest = j.digest) "
+                "AND EXISTS (SELECT 1 FROM files f WHERE f.digest = j.digest AND f.state = 'analyzed') ORDER BY j.path"
             )
         ]
     return doc

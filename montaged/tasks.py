@@ -14,7 +14,8 @@ from montaged.executors import report_progress
 
 # Fault injection for the test suite, active only when MONTAGED_TEST_HOOKS=1 is in the worker's
 # environment: a file whose name starts with one of these makes the worker misbehave on purpose.
-TEST_HOOKS = {"__exit__": "os._exit", "__hang__": "hang", "__segv__": "SIGSEGV", "__kill__": "SIGKILL", "__oom__": "MemoryError"}
+TEST_HOOKS = {"__exit__": "os._exit", "__hang__": "hang", "__segv__": "SIGSEGV", "__kill__": "SIGKILL", "__oom__": "MemoryError",
+              "__noproxy__": "the proxy job alone fails"}
 OOM_HOOK_CAP = 4 << 30  # the __oom__ hook never takes more than this, limit or not
 
 
@@ -58,6 +59,10 @@ def proxy_task(path: str, dest: str, height: int) -> str:
     from montaged.montage.render import make_proxy
 
     _test_hook(path)
+    if os.environ.get("MONTAGED_TEST_HOOKS") == "1" and os.path.basename(path).startswith("__noproxy__"):
+        from montaged.errors import MediaError
+
+        raise MediaError("cannot decode the video for its proxy (test hook)")
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     return str(make_proxy(path, dest, height=height))
 

@@ -137,3 +137,31 @@ def test_broken_manifest_fails_with_the_key_and_others_are_served(daemon, layout
     wait_until(lambda: folder_state(daemon, bad) is None, 30, what="folder forgotten")
     assert (layout["out"] / "bad" / "preview.mp4").exists()
     assert daemon.proc.poll() is None
+
+
+def test_a_proxy_that_cannot_be_made_is_a_problem_and_the_preview_still_renders(daemon, layout, media):
+    """The test hook makes the proxy job of `__noproxy__*` fail (as a clip FFmpeg analyses but
+    cannot re-encode would). Nothing is lost: the preview reads the original. `status` says why
+    previews with that clip are slower, and `retry --failed` puts the proxy job back."""
+    from tests.helpers import cli
+
+    clips, music = media
+    folder = layout["root"] / "noproxy"
+    folder.mkdir()
+    shutil.copy(clips[0], folder / "__noproxy__clip.mp4")
+    shutil.copy(clips[1], folder / "fine.mp4")
+    shutil.copy(music, folder / music.name)
+    wait_until(lambda: [j for j in daemon.jobs() if j["kind"] == "proxy" and j["state"] == "failed"], 120,
+               what="the proxy job to fail")
+    (folder / "montage.toml").write_text("duration = 4\n")
+    ready = wait_folder(daemon, folder, states=("ready",))
+    assert probe(ready["preview"])["video"] > 3.9
+    doc = daemon.status()
+    [problem] = doc["problems"]
+    assert problem["kind"] == "proxy" and problem["path"].endswith("__noproxy__clip.mp4")
+    assert problem["error"].startswith("render proxy not made (previews read the original): cannot decode")
+    assert doc["files"]["analyzed"] == 3 and not doc["files"].get("failed")
+    r = cli("retry", "--failed", config=layout["config"])
+    assert r.returncode == 0 and "requeued 1" in r.stdout, r.stdout + r.stderr
+    wait_until(lambda: [j for j in daemon.jobs() if j["kind"] == "proxy" and j["state"] == "failed"], 60,
+               what="the retried proxy job to fail again")
