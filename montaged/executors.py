@@ -223,8 +223,9 @@ class LocalExecutor:
         drain_progress() hands it out: poll() and kill() read messages too. At most ``limit``
         messages: workers reporting faster than we read must not keep the main loop here."""
         changed = {}
-        while limit is None or limit > 0:
-            limit = None if limit is None else limit - 1
+        budget = float("inf") if limit is None else limit
+        while budget > 0:
+            budget -= 1
             try:
                 if not self._inbox.poll():
                     break

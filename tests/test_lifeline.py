@@ -12,14 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 from montaged.lifeline import end_with_parent
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-    except FileNotFoundError:
-        return False
+from montaged.lock import process_exists as _running  # a zombie counts as ended
 
 
 def _middle(conn, with_lifeline: bool) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from montaged.analysis import Analysis
 from montaged.errors import RenderError
+from montaged.lock import process_exists
 from montaged.montage.plan import plan_edit
 from montaged.montage.preview import plan_folder, preview_folder, write_outputs
 from montaged.montage.render import make_proxy, render
@@ -389,18 +390,12 @@ def test_kept_render_processes_end_with_the_process_that_keeps_them(media, tmp_p
         owner.kill()
         owner.wait(10)
 
-    def running(pid: int) -> bool:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except FileNotFoundError:
-            return False
-
     try:
-        wait_until(lambda: not any(running(p) for p in kept), 10, interval=0.05,
+        wait_until(lambda: not any(process_exists(p) for p in kept), 10, interval=0.05,
                    what="the kept render processes to end after their owner was killed")
     finally:
         for pid in kept:
-            if running(pid):
+            if process_exists(pid):  # a zombie counts as ended
                 os.kill(pid, signal.SIGKILL)
 
 
