@@ -1,10 +1,13 @@
 """The analysis decode path (``exact=False``) against a plain reference decode.
 
-The fast path gathers raw sample bytes per frame and converts them in chunks (channel mean with
-LFE left out, scaling, box decimation with samples carried across chunks). Each case here is
+The fast path has two ways to the same samples. A whole file goes through one FFmpeg filter
+graph (decode and channel mix in C, blocks of mono float to numpy for the box decimation);
+a window of a file, or a file the graph cannot decode cleanly, goes through the frame loop,
+which gathers raw sample bytes per frame and converts them in chunks (channel mean with LFE
+left out, scaling, box decimation with samples carried across chunks). Each case here is
 compared sample for sample with the obvious way of doing the same thing: FFmpeg's resampler
 converting every frame to float (no rate or layout change), numpy averaging and decimating the
-whole signal at once. Chunk boundaries fall everywhere when the chunk is made tiny.
+whole signal at once. Block and chunk boundaries fall everywhere when they are made tiny.
 """
 
 from __future__ import annotations
@@ -63,15 +66,24 @@ FILES = [
     ("wav", {"sample_rate": 8000, "channels": 1}),  # factor 1
     ("opus", {}),  # flt interleaved at 48 kHz
     ("alac", {}),
+    ("m4a", {"cover": True}),  # an attached picture before the audio stream
+    ("mp4", {}),  # a picture track: the audio is stream 1
 ]
 
 
+MODES = ["graph", "graph-tiny-block", "frames", "frames-tiny-chunk"]
+
+
 @pytest.mark.parametrize("rate", [22050, 11025])
-@pytest.mark.parametrize("chunk", [None, 1000], ids=["default-chunk", "tiny-chunk"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("ext,kwargs", FILES, ids=[f"{e}-{'-'.join(map(str, k.values())) or 'plain'}" for e, k in FILES])
-def test_fast_decode_matches_a_plain_reference(tmp_path, monkeypatch, ext, kwargs, chunk, rate):
-    if chunk:
-        monkeypatch.setattr(media_audio._NumpySink, "CHUNK_BYTES", chunk)
+def test_fast_decode_matches_a_plain_reference(tmp_path, monkeypatch, ext, kwargs, mode, rate):
+    if mode == "graph-tiny-block":
+        monkeypatch.setattr(media_audio, "GRAPH_BLOCK", 1001)  # odd: samples carried over every block
+    if mode.startswith("frames"):
+        monkeypatch.setattr(media_audio, "GRAPH_DECODE", False)
+    if mode == "frames-tiny-chunk":
+        monkeypatch.setattr(media_audio._NumpySink, "CHUNK_BYTES", 1000)
     if ext == "alac":
         path = str(tmp_path / "t.m4a")
         _write_alac(path)
@@ -79,6 +91,8 @@ def test_fast_decode_matches_a_plain_reference(tmp_path, monkeypatch, ext, kwarg
         path = str(tmp_path / f"t.{ext}")
         make_track(path, duration=3.0, seed=5, **kwargs)
     d = decode(path, rate, exact=False)
+    # PCM files (WAV) always take the frame loop: they come in large frames already.
+    assert d.via == ("graph" if mode.startswith("graph") and ext != "wav" else "frames")
     factor = d.source_rate // d.rate
     assert d.source_rate == d.rate * factor
     ref = _reference(path, factor)
@@ -159,7 +173,9 @@ def test_layout_change_mid_stream(tmp_path):
     with av.open(str(joined)) as c:
         layouts = {f.layout.name for f in c.decode(audio=0)}
     assert layouts == {"stereo", "mono"}
-    y, out_rate = decode_audio(str(joined), exact=False)
+    d = decode(str(joined), exact=False)
+    assert d.via == "frames"  # FFmpeg's graph stops at the change; the frame loop follows it
+    y, out_rate = d.samples, d.rate
     assert len(y) / out_rate == pytest.approx(4.0, abs=0.1)
     rms = lambda s: float(np.sqrt(np.mean(np.square(s))))  # noqa: E731
     first, second = y[int(0.3 * out_rate): int(1.7 * out_rate)], y[int(2.3 * out_rate): int(3.7 * out_rate)]
@@ -175,3 +191,66 @@ def test_fast_decode_of_a_window(tmp_path):
     assert rate2 == rate == 11025 and len(part) == 2 * rate
     ref = full[3 * rate: 5 * rate]
     assert np.corrcoef(part[100:-100], ref[100:-100])[0, 1] > 0.99
+
+
+def test_graph_hands_a_timestamp_hole_to_the_frame_loop(tmp_path):
+    """Half a second missing from the middle of a Matroska file that decodes without one error
+    (a recorder that paused): the filter graph sees the jump in the timestamps and gives the
+    file to the frame loop, which fills the hole so that the audio after it keeps its time."""
+    rate, hole = 44100, 0.5
+    path = str(tmp_path / "paused.mka")
+    t = np.arange(4 * rate) / rate
+    x = np.where(t < 2.0, 0.3 * np.sin(2 * np.pi * 440 * t), 0.6 * np.sin(2 * np.pi * 660 * t)).astype(np.float32)
+    with av.open(path, "w") as out:
+        stream = out.add_stream("aac", rate=rate, layout="mono")
+        for i in range(0, len(x) - 1024, 1024):
+            frame = av.AudioFrame.from_ndarray(x[None, i:i + 1024], format="fltp", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = i + (int(hole * rate) if i >= 2 * rate else 0)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    d = decode(path, exact=False)
+    assert d.via == "frames" and d.corrupt_packets == 0
+    assert len(d.samples) / d.rate == pytest.approx(4.0 + hole, abs=0.05)
+    block = d.rate // 20
+    level = np.abs(d.samples[: len(d.samples) // block * block]).reshape(-1, block).max(axis=1)  # per 50 ms
+    assert level[int(2.1 * 20):int(2.4 * 20)].max() < 0.01  # the hole: silence
+    assert level[int(2.6 * 20):int(4.4 * 20)].min() > 0.4  # the louder tone, at its own time
+    assert 0.2 < level[int(0.2 * 20):int(1.9 * 20)].min() < 0.4
+
+
+def test_graph_reads_awkward_file_names(tmp_path):
+    """Characters that mean something in an FFmpeg filter graph: the graph opens the file by
+    descriptor, never by name."""
+    path = str(tmp_path / "it's: a, [mix]; 100% \\ final=2.m4a")
+    make_track(path, duration=3.0, seed=2)
+    d = decode(path, exact=False)
+    assert d.via == "graph"
+    ref = _reference(path, d.source_rate // d.rate)
+    n = min(len(ref), len(d.samples))
+    np.testing.assert_allclose(d.samples[:n], ref[:n], atol=2e-6)
+
+
+def test_graph_leaves_audio_shorter_than_its_container_to_the_frame_loop(tmp_path):
+    """A video whose sound stops after 2 of 5 seconds: audio that ends well before the container
+    could be frames the graph dropped, so the frame loop decodes it, with the same result."""
+    rate = 44100
+    path = str(tmp_path / "short-sound.mp4")
+    with av.open(path, "w") as out:
+        stream = out.add_stream("aac", rate=rate, layout="mono")
+        vs = out.add_stream("libx264", rate=5)
+        vs.width, vs.height, vs.pix_fmt = 64, 64, "yuv420p"
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 10 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate)).astype(np.float32)
+        for i in range(0, len(x) - 1024, 1024):
+            frame = av.AudioFrame.from_ndarray(x[None, i:i + 1024], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    d = decode(path, exact=False)
+    assert d.via == "frames"
+    assert len(d.samples) / d.rate == pytest.approx(2.0, abs=0.1)

@@ -6,14 +6,18 @@ to the damage):
 
 * ``exact=True`` (default): FFmpeg's resampler (``av.AudioResampler``) converts format, layout
   and rate in C, so the result is at exactly ``rate``.
-* ``exact=False``: the analysis path. Every frame goes into FFmpeg's sample FIFO (one C call);
-  every ~0.5 s of samples numpy averages the channels (LFE left out) and divides the rate by an
-  integer factor that divides the source rate, with a box filter, giving a rate near ``rate``
-  (for 11025, the analysis rate: 44.1 kHz -> 11025, 48 and 96 kHz -> 12000, 32 kHz -> 16000,
-  8 kHz -> 8000).
-  On a 3-minute AAC file this adds ~0.05 s to FFmpeg's own decoding (~0.13-0.19 s on the 2-core
-  benchmark machine) where the resampler adds ~0.3 s: PyAV's per-frame overhead and a
-  high-quality filter that onset detection does not need (benchmarks/bench_beats.py).
+* ``exact=False``: the analysis path. The channels are averaged (LFE left out) and the rate is
+  divided by an integer factor that divides the source rate, with a box filter, giving a rate
+  near ``rate`` (for 11025, the analysis rate: 44.1 kHz -> 11025, 48 and 96 kHz -> 12000,
+  32 kHz -> 16000, 8 kHz -> 8000). A whole compressed file goes through one FFmpeg filter graph
+  (decode and channel mix in C) that hands numpy blocks of ~0.7 s to decimate. A window of a
+  file, a PCM file, or a file the graph cannot decode cleanly (a corrupt packet, a hole in the
+  timestamps, a layout change) goes through the frame loop instead: every frame into FFmpeg's
+  sample FIFO (one C call), numpy mixing and decimating every ~0.5 s of samples. Both give the
+  same samples (tests/test_audio_decode.py). On a 3-minute AAC file the graph adds ~0.01 s to
+  FFmpeg's own decoding (~0.12-0.19 s on the 2-core benchmark machine), the frame loop ~0.07 s,
+  and the resampler ~0.3 s: PyAV's per-frame overhead and a high-quality filter that onset
+  detection does not need (benchmarks/bench_beats.py).
 
 Time 0 of the returned signal is media time ``start`` measured from the container's start time,
 the clock players show. Encoder delay (mp3/AAC priming) is already removed by FFmpeg.
@@ -54,6 +58,7 @@ class DecodedAudio:
     codec: str
     corrupt_packets: int  # packets that failed to decode and were skipped
     truncated: bool  # demuxing stopped on damage before the end of the file
+    via: str = "frames"  # "graph": one FFmpeg filter graph did it all; "frames": the frame loop
 
 
 def decode_audio(path: str, rate: int = 22050, start: float = 0.0, duration: float | None = None,
@@ -76,7 +81,8 @@ def decode(path: str, rate: int = 22050, start: float = 0.0, duration: float | N
         raise ValueError(f"rate must be positive, got {rate}")
     # PCM containers carry every parameter in their header, yet FFmpeg's stream probing reads
     # up to 5 MB of them (~60 ms per file): a small probe size is enough there.
-    options = {"probesize": "32768"} if os.path.splitext(path)[1].lower() in _HEADER_FORMATS else {}
+    pcm_file = os.path.splitext(path)[1].lower() in _HEADER_FORMATS
+    options = {"probesize": "32768"} if pcm_file else {}
     try:
         container = av.open(path, metadata_errors="ignore", options=options)
     except FileNotFoundError as exc:
@@ -87,6 +93,11 @@ def decode(path: str, rate: int = 22050, start: float = 0.0, duration: float | N
         stream = _audio_stream(container)
         if stream is None:
             raise MediaError(f"no audio track: {name}")
+        # (PCM files come in large frames already: the graph would only add its setup.)
+        if not exact and start == 0.0 and duration is None and GRAPH_DECODE and not pcm_file:
+            decoded = _decode_in_graph(path, container, stream, rate)
+            if decoded is not None:
+                return decoded
         return _decode_stream(container, stream, name, rate, start, duration, exact)
 
 
@@ -100,6 +111,89 @@ def _audio_stream(container: av.container.InputContainer):
     except (av.FFmpegError, ValueError):
         best = None
     return best if best in streams else streams[0]
+
+
+# The analysis decode of a whole file runs in one FFmpeg filter graph (the lavfi device): FFmpeg
+# demuxes, decodes and mixes the channels to mono in C, and Python receives a few hundred blocks
+# instead of ~43 frames per second of music. On a 3-minute AAC file that saves ~0.08 s of the
+# ~0.26 s the frame loop takes (benchmarks/bench_beats.py). The graph knows nothing of damage:
+# amovie stops at the first packet that fails to decode. So any error, a hole in the timestamps,
+# or audio that ends well before the container says, sends the file to the frame loop
+# (_decode_stream), which skips and counts bad packets and fills holes with silence.
+GRAPH_DECODE = True
+GRAPH_BLOCK = 32768  # samples per block handed to Python: ~0.74 s at 44.1 kHz
+# Audio that ends this much before the container's duration is suspect (frames dropped at a
+# format change): the frame loop decides. Costs only a second decode when the audio really is
+# shorter (a video whose sound stops early).
+GRAPH_SHORTFALL = 1.0
+
+
+def _decode_in_graph(path: str, container, stream, rate: int) -> DecodedAudio | None:
+    """Decode all of ``stream`` to mono in an FFmpeg filter graph, decimate with numpy.
+
+    Returns None when the graph cannot give the frame loop's result (an error, a hole, a
+    shortfall, an unusual layout): the caller then decodes frame by frame. The output is the
+    frame loop's, sample for sample up to float rounding (tests/test_audio_decode.py).
+    """
+    ctx = stream.codec_context
+    src_rate, channels = int(ctx.sample_rate or 0), int(ctx.channels or 0)
+    names = [c.name for c in ctx.layout.channels] if ctx.layout is not None else []
+    if src_rate <= 0 or channels <= 0 or len(names) != channels or not os.path.isdir("/proc/self/fd"):
+        return None
+    keep = [i for i, c in enumerate(names) if c != "LFE"] or list(range(channels))
+    # The file by descriptor: a path in a filter graph would need two levels of escaping for
+    # every ':', ',', '\'', '[' or ';' a user's file name may hold.
+    fd = None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        chain = [f"amovie=filename=/proc/self/fd/{fd}:streams={stream.index}"]
+        if ctx.format is None or ctx.format.name not in ("flt", "fltp", "dbl", "dblp"):
+            chain.append("aformat=sample_fmts=fltp")  # mix in float: pan would round to int16
+        if channels > 1:
+            gain = repr(1.0 / len(keep))
+            chain.append("pan=mono|c0=" + "+".join(f"{gain}*c{i}" for i in keep))
+        # The lavfi device hands over packed samples; for mono float that is pcm_f32le.
+        chain.append(f"asetnsamples=n={GRAPH_BLOCK}:p=0")
+        return _read_graph(",".join(chain), container, src_rate, channels, ctx.name,
+                           decimation_factor(src_rate, rate))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        log.debug("%s: decoding frame by frame (%s)", os.path.basename(path), exc)
+        return None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _read_graph(graph: str, container, src_rate: int, channels: int, codec: str,
+                factor: int) -> DecodedAudio | None:
+    sink = _NumpySink(factor, _expected_samples(container, None, src_rate))
+    with av.open(graph, format="lavfi") as lavfi:
+        out = lavfi.streams.audio[0]
+        if out.codec_context.name != "pcm_f32le" or out.rate != src_rate:
+            return None
+        tb = float(out.time_base)
+        first, n = None, 0
+        for packet in lavfi.demux(out):
+            if not packet.size:
+                continue  # the end-of-stream packet
+            if packet.pts is None:
+                return None
+            if first is None:
+                first = packet.pts
+            elif abs((packet.pts - first) * tb - n / src_rate) > 0.002:
+                return None  # a hole (or an overlap): the frame loop fills it
+            x = np.frombuffer(packet, np.float32)
+            sink.push_mono(x)
+            n += len(x)
+    if first is None:
+        return None
+    origin = container.start_time / 1e6 if container.start_time is not None else 0.0
+    first_time = first * tb - origin
+    known = container.duration / 1e6 if container.duration else 0.0
+    if known and first_time + n / src_rate < known - GRAPH_SHORTFALL:
+        return None
+    samples = _align(sink.finish(), src_rate // factor, first_time, 0.0, None)
+    return DecodedAudio(samples, src_rate // factor, src_rate, channels, codec, 0, False, via="graph")
 
 
 def _decode_stream(container, stream, name: str, rate: int, start: float, duration: float | None,
@@ -122,15 +216,9 @@ def _decode_stream(container, stream, name: str, rate: int, start: float, durati
         out_rate = int(rate)
         sink = _ResampleSink(out_rate)
     else:
-        factor = max(1, int(round(src_rate / rate)))
-        while src_rate % factor:
-            # An exact output rate (96 kHz / 8 = 12000 Hz, not 96 kHz / 9 = 10666.67 Hz
-            # rounded down, which would put beats 10 ms late after three minutes).
-            factor -= 1
+        factor = decimation_factor(src_rate, rate)
         out_rate = src_rate // factor
-        known = container.duration / 1e6 if container.duration else 0.0
-        expected = (min(known, duration) if duration is not None else known) if known else 0.0
-        sink = _NumpySink(factor, int(min(expected + 1.0, MAX_GAP * 60) * src_rate))
+        sink = _NumpySink(factor, _expected_samples(container, duration, src_rate))
 
     frames = corrupt = gaps = 0
     truncated = False
@@ -196,17 +284,39 @@ def _decode_stream(container, stream, name: str, rate: int, start: float, durati
     if corrupt or gaps:
         log.warning("%s: skipped %d corrupt audio packets (%d decoded), filled %d gaps with silence",
                     name, corrupt, frames, gaps)
-    # Align sample 0 with media time ``start``: pad when the audio starts late (video files often
-    # start audio a few ms in), cut when decoding began before ``start`` (seek to a keyframe).
-    lead = int(round(((first_time if first_time is not None else start) - start) * out_rate))
+    samples = _align(samples, out_rate, first_time if first_time is not None else start, start, end)
+    return DecodedAudio(samples, out_rate, src_rate, channels, ctx.name, corrupt, truncated)
+
+
+def decimation_factor(src_rate: int, rate: int) -> int:
+    """The integer factor that takes ``src_rate`` nearest to ``rate`` and divides it exactly."""
+    factor = max(1, int(round(src_rate / rate)))
+    while src_rate % factor:
+        # An exact output rate (96 kHz / 8 = 12000 Hz, not 96 kHz / 9 = 10666.67 Hz rounded
+        # down, which would put beats 10 ms late after three minutes).
+        factor -= 1
+    return factor
+
+
+def _expected_samples(container, duration: float | None, src_rate: int) -> int:
+    """Source-rate samples the decode will likely give (0: unknown), to size the output once."""
+    known = container.duration / 1e6 if container.duration else 0.0
+    expected = (min(known, duration) if duration is not None else known) if known else 0.0
+    return int(min(expected + 1.0, MAX_GAP * 60) * src_rate)
+
+
+def _align(samples: np.ndarray, rate: int, first_time: float, start: float, end: float | None) -> np.ndarray:
+    """Make sample 0 media time ``start``: pad when the audio starts late (video files often
+    start audio a few ms in), cut when decoding began before ``start`` (seek to a keyframe);
+    cut at ``end``."""
+    lead = int(round((first_time - start) * rate))
     if lead > 0:
         samples = np.concatenate([np.zeros(lead, np.float32), samples])
     elif lead < 0:
         samples = samples[-lead:]
     if end is not None:
-        samples = samples[: int(round((end - start) * out_rate))]
-    return DecodedAudio(np.ascontiguousarray(samples, dtype=np.float32), out_rate, src_rate, channels,
-                        ctx.name, corrupt, truncated)
+        samples = samples[: int(round((end - start) * rate))]
+    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 class _ResampleSink:
@@ -342,13 +452,8 @@ class _NumpySink:
         else:
             interleaved = np.frombuffer(planes[0], dtype, n * self._nch).reshape(n, self._nch)
             chans = [interleaved[:, i] for i in self._keep]
-        c = self._carry
-        if len(self._scratch) < c + n:
-            grown = np.empty(max(c + n, 2 * len(self._scratch)), np.float32)
-            grown[:c] = self._scratch[:c]
-            self._scratch = grown
-        x = self._scratch[: c + n]
-        seg = x[c:]
+        x = self._after_carry(n)
+        seg = x[self._carry:]
         # dtype=float32: the sum of two int16 channels must not wrap around in int16.
         if len(chans) == 1:
             np.copyto(seg, chans[0], casting="unsafe")
@@ -357,6 +462,21 @@ class _NumpySink:
             for ch in chans[2:]:
                 np.add(seg, ch, out=seg, dtype=np.float32, casting="unsafe")
         self._decimate(x)
+
+    def push_mono(self, x: np.ndarray) -> None:
+        """Samples already mixed to mono and scaled to -1..1 (the filter-graph path)."""
+        buf = self._after_carry(len(x))
+        buf[self._carry:] = x
+        self._decimate(buf)
+
+    def _after_carry(self, n: int) -> np.ndarray:
+        """``_scratch`` grown to hold the carried samples and ``n`` more: a view of that size."""
+        c = self._carry
+        if len(self._scratch) < c + n:
+            grown = np.empty(max(c + n, 2 * len(self._scratch)), np.float32)
+            grown[:c] = self._scratch[:c]
+            self._scratch = grown
+        return self._scratch[: c + n]
 
     def _decimate(self, x: np.ndarray) -> None:
         """Append ``x`` (source-rate channel sums) box-filtered, decimated by ``factor`` and
