@@ -12,7 +12,7 @@ Runs, in this order, each in this process through its ``main(argv)``:
 
 then reads their result files and writes ``benchmarks/results/summary.json`` and ``summary.md``.
 
-Profiles: the default keeps a fresh clone under 15 minutes on a 2-core machine (13.5 measured),
+Profiles: the default keeps a fresh clone under 15 minutes on a 2-core machine (13.1-13.7 measured),
 including the media it generates once into ``benchmarks/.cache/`` (six camera-like 1080p clips,
 ~60 s of CPU each, two at a time). To keep it that short it compares with PySceneDetect only on
 the five 1080p30 1-s GOP clips (PySceneDetect is the slow side), runs the planner only from
