@@ -19,6 +19,7 @@ import pytest
 from montaged.media import audio as media_audio
 from montaged.media.audio import decode, decode_audio
 from montaged.synth.music import make_track
+from montaged.synth.video import make_clip
 
 
 def _box(x: np.ndarray, k: int) -> np.ndarray:
@@ -66,8 +67,9 @@ FILES = [
     ("wav", {"sample_rate": 8000, "channels": 1}),  # factor 1
     ("opus", {}),  # flt interleaved at 48 kHz
     ("alac", {}),
-    ("m4a", {"cover": True}),  # an attached picture before the audio stream
-    ("mp4", {}),  # a picture track: the audio is stream 1
+    ("m4a", {"cover": True}),  # an attached picture beside the audio stream
+    ("mp4", {}),  # a picture track beside the audio
+    ("clip", {}),  # a camera clip: video is stream 0, its sound (AAC, 48 kHz) stream 1
 ]
 
 
@@ -87,6 +89,11 @@ def test_fast_decode_matches_a_plain_reference(tmp_path, monkeypatch, ext, kwarg
     if ext == "alac":
         path = str(tmp_path / "t.m4a")
         _write_alac(path)
+    elif ext == "clip":
+        path = str(tmp_path / "clip.mp4")
+        make_clip(path, duration=3.0, audio=True)
+        with av.open(path) as c:
+            assert [s.type for s in c.streams] == ["video", "audio"]
     else:
         path = str(tmp_path / f"t.{ext}")
         make_track(path, duration=3.0, seed=5, **kwargs)

@@ -115,8 +115,8 @@ def _audio_stream(container: av.container.InputContainer):
 
 # The analysis decode of a whole file runs in one FFmpeg filter graph (the lavfi device): FFmpeg
 # demuxes, decodes and mixes the channels to mono in C, and Python receives a few hundred blocks
-# instead of ~43 frames per second of music. On a 3-minute AAC file that saves ~0.08 s of the
-# ~0.26 s the frame loop takes (benchmarks/bench_beats.py). The graph knows nothing of damage:
+# instead of ~43 frames per second of music. On a 3-minute AAC file that saves 0.06-0.08 s of
+# CPU, of the ~0.25 s the frame loop takes (benchmarks/bench_beats.py). The graph knows nothing of damage:
 # amovie stops at the first packet that fails to decode. So any error, a hole in the timestamps,
 # or audio that ends well before the container says, sends the file to the frame loop
 # (_decode_stream), which skips and counts bad packets and fills holes with silence.
@@ -168,6 +168,8 @@ def _read_graph(graph: str, container, src_rate: int, channels: int, codec: str,
                 factor: int) -> DecodedAudio | None:
     sink = _NumpySink(factor, _expected_samples(container, None, src_rate))
     with av.open(graph, format="lavfi") as lavfi:
+        if len(lavfi.streams) != 1 or not lavfi.streams.audio:
+            return None
         out = lavfi.streams.audio[0]
         if out.codec_context.name != "pcm_f32le" or out.rate != src_rate:
             return None

@@ -655,6 +655,7 @@ def _run_segments(jobs: list[SegmentJob], n_proc: int, edit: EditList, music_pat
     results: dict[int, SegmentResult] = {}
 
     def collect(res: SegmentResult) -> None:
+        log.debug("segment %d: %d frames in %.2f s", res.index, res.frames, res.seconds)
         results[res.index] = res
         progress(0.95 * sum(r.frames for r in results.values()) / total)
 
