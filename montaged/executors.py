@@ -13,10 +13,12 @@ charged an attempt, and the others are requeued uncharged. The pool is then rebu
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -61,10 +63,27 @@ _messages = None  # the write end of the daemon's message pipe (a multiprocessin
 _current_job: int | None = None
 
 
-def _worker_init(messages, memory_limit_mb: int = 0, nice: int = 0) -> None:
+# Modules a pool's jobs import, loaded by a background thread as each worker starts, so that
+# no job pays for them. The music analysis imports scipy.fft (~0.45 s): the first music file after
+# a daemon start paid that on its way to a preview, and music tends to land last (cold
+# time-to-preview, benchmarks/bench_e2e.py).
+PRELOAD = {"analysis": ("montaged.analysis.audio", "montaged.analysis.video")}
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # the job that needs it reports it; a warm-up has no one to tell
+            log.debug("preloading %s failed: %s", name, exc)
+
+
+def _worker_init(messages, memory_limit_mb: int = 0, nice: int = 0, preload: tuple[str, ...] = ()) -> None:
     global _messages
     _messages = messages
     end_with_parent()  # a daemon killed alone must not leave its workers running (lifeline.py)
+    if preload:
+        threading.Thread(target=_preload, args=(preload,), name="montaged-preload", daemon=True).start()
     if nice:
         os.nice(nice)
         # A niced worker works only with CPU nobody else wants: SCHED_IDLE, where Linux has it.
@@ -169,7 +188,8 @@ class LocalExecutor:
                 max_workers=self.sizes[name], mp_context=self._ctx,
                 # The render pool is not limited: it fans out to its own segment processes.
                 initializer=_worker_init,
-                initargs=(self._outbox, self.memory_limit_mb if name == "analysis" else 0, 10 if name == "proxy" else 0),
+                initargs=(self._outbox, self.memory_limit_mb if name == "analysis" else 0, 10 if name == "proxy" else 0,
+                          PRELOAD.get(name, ())),
             )
             self._pools[name] = pool
             if self.sizes[name] > 1:

@@ -87,3 +87,27 @@ def test_workers_killed_mid_message_do_not_silence_the_next_ones():
         assert _outcomes(ex, {99})[99].ok
     finally:
         ex.shutdown(wait=False)
+
+
+def _loaded_within(module: str, seconds: float) -> bool:
+    import sys
+
+    deadline = time.monotonic() + seconds
+    while module not in sys.modules and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return module in sys.modules
+
+
+def test_analysis_workers_load_the_music_analysis_before_any_music_job():
+    """The first music file after a start must not pay for scipy's import (~0.45 s) on its
+    way to a preview: analysis workers load the analysis modules as they start. The proxy
+    worker, which never analyses, does not."""
+    ex = LocalExecutor(1)
+    try:
+        ex.submit(SimpleNamespace(id=1), "analysis", _loaded_within, "montaged.analysis.audio", 30.0)
+        ex.submit(SimpleNamespace(id=2), "proxy", _loaded_within, "montaged.analysis.audio", 1.0)
+        found = _outcomes(ex, {1, 2})
+        assert found[1].ok and found[1].result is True
+        assert found[2].ok and found[2].result is False
+    finally:
+        ex.shutdown(wait=False)
