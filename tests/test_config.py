@@ -1,11 +1,10 @@
 """Configuration: defaults, lookup order, every error path, the example file, the CLI."""
 
-import os
 from pathlib import Path
 
 import pytest
 
-from montaged.config import ConfigError, PathsConfig, Settings, describe, find_config_file, load_settings, settings_from_dict
+from montaged.config import ConfigError, Settings, describe, find_config_file, load_settings, settings_from_dict
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parent.parent

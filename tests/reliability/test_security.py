@@ -42,7 +42,7 @@ def test_symlinks_out_of_the_root_are_never_followed(rlayout, tracks, follow):
     os.symlink(outside / "secret.wav", root / "before-out.wav")
     os.symlink(root / "real.wav", root / "before-in.wav")
     os.symlink(outside / "dir", root / "before-dir")
-    with DaemonProcess(cfg, rlayout["state"]) as d:
+    with DaemonProcess(cfg, rlayout["state"]):
         os.symlink(outside / "secret.wav", root / "after-out.wav")
         os.symlink("../outside/secret.wav", root / "after-relative-out.wav")
         os.symlink(root / "real.wav", root / "after-in.wav")
