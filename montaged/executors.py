@@ -64,7 +64,8 @@ _current_job: int | None = None
 
 
 # Modules a pool's jobs import, loaded by a background thread as each worker starts, so that
-# no job pays for them. The music analysis imports scipy.fft (~0.45 s): the first music file after
+# no job pays for them (their imports form no cycle, so a job importing one of them meanwhile
+# just waits for it). The music analysis imports scipy.fft (~0.45 s): the first music file after
 # a daemon start paid that on its way to a preview, and music tends to land last (cold
 # time-to-preview, benchmarks/bench_e2e.py).
 PRELOAD = {"analysis": ("montaged.analysis.audio", "montaged.analysis.video")}
@@ -74,7 +75,7 @@ def _preload(modules: tuple[str, ...]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except ImportError as exc:  # the job that needs it reports it; a warm-up has no one to tell
+        except (ImportError, MemoryError) as exc:  # the job that needs it reports it; a warm-up has no one to tell
             log.debug("preloading %s failed: %s", name, exc)
 
 
