@@ -65,6 +65,7 @@ FILES = [
     ("m4a", {"channels": 6}),  # 5.1: LFE left out
     ("flac", {"sample_rate": 96000}),  # s16 interleaved, factor 4
     ("wav", {"sample_rate": 8000, "channels": 1}),  # factor 1
+    ("m4a", {"sample_rate": 8000, "channels": 1}),  # factor 1, mono: the graph has nothing to mix
     ("opus", {}),  # flt interleaved at 48 kHz
     ("alac", {}),
     ("m4a", {"cover": True}),  # an attached picture beside the audio stream
