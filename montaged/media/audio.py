@@ -140,7 +140,7 @@ def _decode_in_graph(path: str, container, stream, rate: int) -> DecodedAudio | 
     names = [c.name for c in ctx.layout.channels] if ctx.layout is not None else []
     if src_rate <= 0 or channels <= 0 or len(names) != channels or not os.path.isdir("/proc/self/fd"):
         return None
-    keep = [i for i, c in enumerate(names) if c != "LFE"] or list(range(channels))
+    keep = mixed_channels(names)
     # The file by descriptor: a path in a filter graph would need two levels of escaping for
     # every ':', ',', '\'', '[' or ';' a user's file name may hold.
     fd = None
@@ -290,6 +290,12 @@ def _decode_stream(container, stream, name: str, rate: int, start: float, durati
     return DecodedAudio(samples, out_rate, src_rate, channels, ctx.name, corrupt, truncated)
 
 
+def mixed_channels(names: list[str]) -> list[int]:
+    """Indices of the channels the mono mix averages, in both decode ways: all but the LFE,
+    which standard downmixes (FFmpeg's included) leave out too."""
+    return [i for i, c in enumerate(names) if c != "LFE"] or list(range(len(names)))
+
+
 def decimation_factor(src_rate: int, rate: int) -> int:
     """The integer factor that takes ``src_rate`` nearest to ``rate`` and divides it exactly."""
     factor = max(1, int(round(src_rate / rate)))
@@ -395,7 +401,7 @@ class _NumpySink:
         self._dtype, bias, scale = _DTYPES[base]
         names = [c.name for c in layout.channels]
         nch = layout.nb_channels
-        self._keep = [i for i, c in enumerate(names) if c != "LFE"] or list(range(nch))
+        self._keep = mixed_channels(names)
         # The scaling is applied after decimation (one pass over fewer samples); the few
         # samples carried over are re-expressed in the new format's units.
         offset, gain = bias * len(self._keep), scale / len(self._keep)
