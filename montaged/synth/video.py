@@ -65,6 +65,7 @@ class ClipTruth:
     has_audio: bool = False
     start_time: float = 0.0
     shot_looks: list[int] = field(default_factory=list)  # look index of every shot
+    flashes: list[int] = field(default_factory=list)  # frames lit by a flash (not cuts)
 
     @property
     def duration(self) -> float:
@@ -194,11 +195,14 @@ def _frame_pts(n: int, rate: Fraction, vfr: bool, start_time: float, ext: str,
 
 def _open_video_stream(out: av.container.OutputContainer, codec: str, rate: Fraction, tb: Fraction,
                        width: int, height: int, gop: int, crf: int, bframes: bool, preset: str,
-                       scenecut: bool, sar: Fraction | None, bitrate: int | None = None):
+                       scenecut: bool, sar: Fraction | None, bitrate: int | None = None,
+                       profile: str | None = None, bit_depth: int = 8):
+    if bit_depth not in (8, 10) or (bit_depth == 10 and codec != "libx265"):
+        raise ValueError(f"bit_depth {bit_depth} is not supported with {codec} (10-bit: HEVC only)")
     stream = out.add_stream(codec, rate=rate)
     stream.width = width
     stream.height = height
-    stream.pix_fmt = "yuv420p"
+    stream.pix_fmt = "yuv420p10le" if bit_depth == 10 else "yuv420p"
     stream.codec_context.time_base = tb
     stream.codec_context.gop_size = gop
     if sar is not None:
@@ -218,6 +222,8 @@ def _open_video_stream(out: av.container.OutputContainer, codec: str, rate: Frac
             params.append("scenecut=0")
         if params:
             opts["x264-params"] = ":".join(params)
+        if profile:
+            opts["profile"] = profile
     elif codec == "libx265":
         params = [f"keyint={gop}", "log-level=error"]
         if not bframes:
@@ -225,6 +231,8 @@ def _open_video_stream(out: av.container.OutputContainer, codec: str, rate: Frac
         if not scenecut:
             params.append("scenecut=0")
         opts = {"preset": preset, "x265-params": ":".join(params)}
+        if profile:
+            opts["profile"] = profile
         if bitrate:
             stream.codec_context.bit_rate = int(bitrate)
         else:
@@ -281,33 +289,96 @@ def _shot_plan(n: int, cuts: list[int], looks: list[int] | None) -> tuple[np.nda
     return shot_of_frame, list(looks)
 
 
-def _pan_offsets(shot_of_frame: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
-                 motion: str) -> np.ndarray:
-    """Integer (dy, dx) texture offset of every frame: a pan whose speed rises and falls.
+MOTIONS = ("none", "pan", "handheld", "walk", "whip", "zoom")
 
-    Speed peaks somewhere inside each shot (at a random phase), so the most active window of a
-    shot is well defined; direction is random per shot.
+
+def _camera_path(shot_of_frame: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
+                 motion: str) -> tuple[np.ndarray, np.ndarray]:
+    """Texture offset (dy, dx) and zoom factor of every frame: how the camera moves.
+
+    ``pan``: a tripod pan whose speed rises and falls, peaking somewhere inside each shot (at a
+    random phase) so the most active window of a shot is well defined; direction random per shot.
+    ``handheld``: the same pan plus a phone's shake: a slow wander of ~1 % of the diagonal and a
+    per-frame tremor of a few pixels (at 1080p), as a stabilised phone in a walking hand gives.
+    ``walk``: handheld shake, a step bob (2 Hz, vertical) and a steady push in (zoom 1.0 -> 1.35
+    over the shot), which moves every pixel differently: what parallax does to a real walking shot.
+    ``whip``: a fast pan, up to ~4 % of the diagonal a frame (a swish between subjects).
+    ``zoom``: a slow optical zoom in or out from a tripod.
     """
     width, height = size
     n = len(shot_of_frame)
     offsets = np.zeros((n, 2), dtype=np.float64)
+    zoom = np.ones(n, dtype=np.float64)
     if motion == "none":
-        return offsets.astype(np.int64)
-    if motion != "pan":
-        raise ValueError(f"motion must be 'pan' or 'none', got {motion!r}")
+        return offsets.astype(np.int64), zoom
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
     diag = math.hypot(width, height)
     for shot in np.unique(shot_of_frame):
         idx = np.flatnonzero(shot_of_frame == shot)
         m = len(idx)
         angle = rng.uniform(0, 2 * np.pi)
         peak_at = rng.uniform(0.2, 0.8)
-        top = diag * rng.uniform(0.002, 0.006)  # pixels per frame at the peak
+        top = diag * (rng.uniform(0.02, 0.04) if motion == "whip" else rng.uniform(0.002, 0.006))
+        if motion == "zoom":
+            top = 0.0
         pos = np.arange(m) / max(m - 1, 1)
         speed = top * (0.15 + 0.85 * np.exp(-((pos - peak_at) ** 2) / (2 * 0.15**2)))
         dist = np.cumsum(speed) - speed[0]
-        offsets[idx, 0] = dist * math.sin(angle) + rng.uniform(0, height)
-        offsets[idx, 1] = dist * math.cos(angle) + rng.uniform(0, width)
-    return np.round(offsets).astype(np.int64)
+        dy = dist * math.sin(angle) + rng.uniform(0, height)
+        dx = dist * math.cos(angle) + rng.uniform(0, width)
+        if motion in ("handheld", "walk"):
+            wander = np.cumsum(rng.standard_normal((m, 2)), axis=0)
+            wander -= np.linspace(0, 1, m)[:, None] * wander[-1]  # a bridge: it drifts, then returns
+            wander *= 0.01 * diag / max(np.abs(wander).max(), 1e-9)
+            tremor = rng.standard_normal((m, 2)) * (diag / 700.0)
+            dy = dy + wander[:, 0] + tremor[:, 0]
+            dx = dx + wander[:, 1] + tremor[:, 1]
+        if motion == "walk":
+            t = np.arange(m) / 30.0
+            dy = dy + np.sin(2 * np.pi * 2.0 * t + rng.uniform(0, 2 * np.pi)) * diag * 0.006
+            zoom[idx] = 1.0 + 0.35 * pos
+        elif motion == "zoom":
+            zoom[idx] = 1.0 + 0.5 * (pos if rng.random() < 0.5 else 1.0 - pos)
+        offsets[idx, 0] = dy
+        offsets[idx, 1] = dx
+    return np.round(offsets).astype(np.int64), zoom
+
+
+def _view(texture: np.ndarray, dy: int, dx: int, zoom: float, size: tuple[int, int]) -> np.ndarray:
+    """The frame a camera at offset (dy, dx) with ``zoom`` sees of a periodic texture.
+
+    ``texture`` is the look tiled 2x2, so an unzoomed view is a plain slice (a view, no copy); a
+    zoomed one samples the base tile with wrapped indices (nearest neighbour, ~20 ms at 1080p).
+    """
+    width, height = size
+    dy, dx = dy % height, dx % width
+    if zoom == 1.0:
+        return texture[dy:dy + height, dx:dx + width]
+    rows = ((np.arange(height) - height / 2) / zoom + height / 2 + dy).astype(np.int64) % height
+    cols = ((np.arange(width) - width / 2) / zoom + width / 2 + dx).astype(np.int64) % width
+    return texture[rows[:, None], cols[None, :]]
+
+
+def _light(img: np.ndarray, gain: float, flash: bool) -> np.ndarray:
+    """A fade (``gain`` < 1 darkens towards black) or a camera flash (most of the way to white)."""
+    out = img.astype(np.float32)
+    if flash:
+        out = out * 0.25 + 255.0 * 0.75
+    out *= gain
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _fade_gains(n: int, fade_in: int, fade_out: int) -> np.ndarray:
+    """Per-frame brightness gain: ramps from black over ``fade_in`` frames, to black over ``fade_out``."""
+    gain = np.ones(n, dtype=np.float64)
+    if fade_in > 0:
+        k = min(fade_in, n)
+        gain[:k] = np.arange(k) / fade_in
+    if fade_out > 0:
+        k = min(fade_out, n)
+        gain[n - k:] = np.minimum(gain[n - k:], np.arange(k, 0, -1) / (fade_out + 1))
+    return gain
 
 
 class _Grain:
@@ -356,7 +427,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
               # extensions
               looks: list[int] | None = None, start_time: float = 0.0, sar: tuple[int, int] | None = None,
               preset: str = "veryfast", scenecut: bool = True, bitrate: int | None = None,
-              faststart: bool = False) -> ClipTruth:
+              faststart: bool = False, profile: str | None = None, bit_depth: int = 8,
+              flashes: tuple[int, ...] = (), fade_in: int = 0, fade_out: int = 0) -> ClipTruth:
     """Encode a synthetic clip to ``path`` and return the truth about it.
 
     ``cuts``: frame indices where a new shot starts (default: two cuts at 1/3 and 2/3).
@@ -368,6 +440,12 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
     opens.
     ``bitrate`` (bits/s) switches x264/x265 from constant quality (``crf``) to a bit rate with a
     VBV buffer, as cameras and phones record (e.g. 17_000_000 for 1080p30).
+    ``motion``: one of :data:`MOTIONS` (see :func:`_camera_path`).
+    ``profile``: x264's ``baseline`` (no B-frames, as many phone hardware encoders), ``main`` or
+    ``high``; x265's ``main``/``main10``. ``bit_depth=10`` encodes yuv420p10le (HEVC 10-bit, as
+    recent phones record HDR).
+    ``flashes``: frames lit by a camera flash (each one frame; not cuts). ``fade_in`` /
+    ``fade_out``: frames of fade from / to black at the clip's start / end (not cuts either).
     The file is written to a temporary name in the same directory and moved into place.
     """
     path = Path(path)
@@ -391,7 +469,9 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
     shot_of_frame, shot_looks = _shot_plan(n, cuts, looks)
     rng = np.random.default_rng(seed)
     ticks, tb = _frame_pts(n, rate, vfr, start_time, ext, rng)
-    offsets = _pan_offsets(shot_of_frame, (width, height), rng, motion)
+    offsets, zoom = _camera_path(shot_of_frame, (width, height), rng, motion)
+    gains = _fade_gains(n, fade_in, fade_out)
+    flash_set = {int(f) for f in flashes}
 
     grain = _Grain((width, height), noise * 255.0, rng) if noise > 0 else None
 
@@ -401,7 +481,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
         opts = {"movflags": "+faststart"} if faststart and ext in (".mp4", ".mov", ".m4v") else {}
         with av.open(str(tmp), "w", format=_muxer_for(ext), options=opts) as out:
             stream = _open_video_stream(out, codec_name, rate, tb, width, height, gop, crf, bframes,
-                                        preset, scenecut, Fraction(*sar) if sar else None, bitrate)
+                                        preset, scenecut, Fraction(*sar) if sar else None, bitrate,
+                                        profile, bit_depth)
             if rotation:
                 stream.set_display_rotation(-rotation)
             astream = _add_audio_stream(out, ext) if audio else None
@@ -412,9 +493,9 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
                     # A 2x2 tiling lets every panned window be a plain slice (a view, no copy).
                     tex = np.tile(make_look(look, seed, (width, height)), (2, 2, 1))
                     texture_cache = {look: tex, **{k: v for k, v in list(texture_cache.items())[-3:]}}
-                dy = offsets[i, 0] % height
-                dx = offsets[i, 1] % width
-                img = tex[dy:dy + height, dx:dx + width]
+                img = _view(tex, int(offsets[i, 0]), int(offsets[i, 1]), float(zoom[i]), (width, height))
+                if gains[i] != 1.0 or i in flash_set:
+                    img = _light(img, float(gains[i]), i in flash_set)
                 if grain is not None:
                     img = grain(img)
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
@@ -435,7 +516,7 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
     return ClipTruth(path=str(path), fps=float(rate), n_frames=n, width=width, height=height,
                      cut_frames=sorted(cuts), frame_times=times, rotation=rotation % 360,
                      codec=codec_name, gop=gop, has_audio=audio, start_time=times[0],
-                     shot_looks=shot_looks)
+                     shot_looks=shot_looks, flashes=sorted(flash_set))
 
 
 def _muxer_for(ext: str) -> str | None:
