@@ -131,10 +131,11 @@ def test_agrees_with_pyscenedetect(layouts, name):
     assert cuts_of(analyse(truth.path)) == pyscenedetect_cuts(truth.path)
 
 
-# A flash (a few frames of another picture, then the same still shot again) makes two size
-# spikes close together, and the keyframes around it look alike; yet ContentDetector (merge
-# mode) reports a cut at the flash. The sparse path must decode such a group rather than trust
-# the keyframes around it (without that rule both clips lose their cut).
+# A flash (a few frames of another picture, then the same shot again) makes two size spikes
+# close together, and the keyframes around it look alike. ContentDetector (merge mode) reports
+# a cut at the flash; montaged does not (the picture comes back: no new shot) and lists the
+# frame in ``flashes``. The sparse path must still decode such a group rather than trust the
+# keyframes around it: without that rule it would never see the flash at all.
 FLASHES = {
     "flash-3-frames": dict(duration=4.0, gop=30, cuts=[40, 43], looks=[0, 1, 0], scenecut=False,
                            motion="none"),
@@ -167,12 +168,24 @@ def test_sustained_change_tells_a_speeding_pan_from_a_flash():
 
 
 @pytest.mark.parametrize("name", list(FLASHES))
-def test_a_flash_is_a_cut_as_for_pyscenedetect(tmp_path, name):
+def test_a_flash_is_not_a_cut_but_is_reported(tmp_path, name):
     truth = make_clip(tmp_path / f"{name}.mp4", seed=3, **FLASHES[name])
-    expected = pyscenedetect_cuts(truth.path)
-    assert expected == [40]  # the fixture really is a flash that PySceneDetect reports
+    assert pyscenedetect_cuts(truth.path) == [40]  # the fixture really is a flash PySceneDetect reports
     for strategy in ("sparse", "full"):
-        assert cuts_of(analyse(truth.path, strategy)) == expected, strategy
+        analysis = analyse(truth.path, strategy)
+        assert cuts_of(analysis) == [], strategy
+        assert analysis.features["flashes"] == [40], strategy
+
+
+def test_drop_flashes_keeps_a_cut_whose_picture_does_not_come_back():
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (3, 64), dtype=np.uint8) for _ in range(2))
+    flash = np.full((3, 64), 255, np.uint8)
+    # A -> flash at 10 -> A at 11: a flash. A -> B at 30, and B -> B after: a cut.
+    hsv = {9: a, 10: flash, 11: a, 29: a, 30: b, 31: b}
+    assert va.drop_flashes([10, 30], [10, 11, 30], hsv) == ([30], [10])
+    # The way back not decoded: PySceneDetect's answer stands.
+    assert va.drop_flashes([10], [10, 11], {9: a, 10: flash}) == ([10], [])
 
 
 def test_layouts_really_have_the_gop_structure_they_claim(layouts):

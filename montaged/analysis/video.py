@@ -91,6 +91,9 @@ log = logging.getLogger("montaged.analysis.video")
 
 THRESHOLD = 27.0  # ContentDetector default
 MIN_SCENE_LEN = 15  # frames, ContentDetector default
+# A cut whose picture returns within this many frames is a flash (see drop_flashes): a camera
+# flash or a strobe lights one or two frames; 0.2 s at 30 fps leaves room for a slow strobe.
+FLASH_FRAMES = 6
 # Anchors are up to a GOP away from a cut, so shot drift (a pan) can move their difference by
 # this much either way: within the margin, decode and score exactly.
 PROXY_MARGIN = 12.0
@@ -201,6 +204,30 @@ def flash_filter_merge(above, n_frames: int, length: int = MIN_SCENE_LEN) -> lis
     if merge_triggered and last_above + length < n_frames and last_above - merge_start >= length:
         cuts.append(last_above)
     return cuts
+
+
+def drop_flashes(cuts: list[int], above, hsv: dict[int, np.ndarray],
+                 frames: int | None = None) -> tuple[list[int], list[int]]:
+    """Split ``cuts`` into (cuts, flashes): a cut whose picture comes back within ``frames``
+    frames is a camera flash or a strobe, not a new shot.
+
+    PySceneDetect reports such a frame as a cut (its merge filter keeps the first of the two
+    above-threshold frames, into and out of the flash). montaged follows the footage instead:
+    the frame before the cut and an above-threshold frame just after it (the way back) are
+    compared, and if they are the same picture (score under the threshold) the cut goes.
+    Where a picture is unknown (not decoded), the cut stays: PySceneDetect's answer.
+    """
+    frames = FLASH_FRAMES if frames is None else frames
+    above = sorted(int(a) for a in above)
+    kept, flashes = [], []
+    for c in cuts:
+        back = [r for r in above if c < r <= c + frames and r in hsv]
+        if c - 1 in hsv and back and float(content_scores(
+                np.stack([hsv[c - 1]] * len(back)), np.stack([hsv[r] for r in back])).min()) < THRESHOLD:
+            flashes.append(c)
+        else:
+            kept.append(c)
+    return kept, flashes
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,6 +469,7 @@ class Detection:
     exact: dict[int, float]  # frame -> exact ContentDetector score
     strategy: str
     decoded: int  # frames decoded (including ones not kept)
+    flashes: list[int] = field(default_factory=list)  # cuts PySceneDetect reports, dropped as flashes
 
 
 def _sizes(width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -488,6 +516,13 @@ def detect_full(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int
             # Like PySceneDetect, compare with the previous *decoded* frame, even across a frame
             # the decoder dropped.
             scores[cur_pos] = content_scores(prev, hsv[len(hsv) - len(cur_pos):])
+        # The pictures on both sides of every above-threshold frame: drop_flashes compares them.
+        for j, p in enumerate(batch_pos):
+            if not np.isnan(scores[p]) and scores[p] >= THRESHOLD:
+                frames.hsv[p] = hsv[j].copy()
+                before = hsv[j - 1] if j > 0 else prev_hsv
+                if before is not None and p - 1 not in frames.hsv:
+                    frames.hsv[p - 1] = before.copy()
         # Keep pictures for features: the regular samples and every frame that might start a
         # scene (its score is over the threshold).
         keep = [j for j, p in enumerate(batch_pos)
@@ -517,7 +552,9 @@ def detect_full(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int
         log.info("%s: %d of %d indexed frames decoded", vf.path, decoded, n)
     above = np.flatnonzero(scores >= THRESHOLD)
     exact = {int(i): float(scores[i]) for i in np.flatnonzero(~np.isnan(scores))}
-    return Detection(flash_filter_merge(above, n), frames, exact, "full", decoded)
+    cuts, flashes = drop_flashes(flash_filter_merge(above, n), above, frames.hsv)
+    frames.hsv.clear()
+    return Detection(cuts, frames, exact, "full", decoded, flashes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,6 +572,9 @@ class _Sparse:
         self.decoded = 0
         self.intra = np.flatnonzero(index.intra)
         self.intra_set = set(int(i) for i in self.intra)
+        # HSV planes of frames scored over the threshold and of the frames before them, kept
+        # past forget_pixels for drop_flashes (a few per cut).
+        self.flash_pixels: dict[int, np.ndarray] = {}
 
     def decode_intra(self, wanted) -> None:
         wanted = sorted({int(i) for i in wanted} - set(self.frames.hsv))
@@ -570,6 +610,9 @@ class _Sparse:
         pairs = [(i - 1, i) for i in range(first, last + 1) if i in have and i - 1 in have]
         for (_, i), s in zip(pairs, self.frames.scores(pairs)):
             self.exact[i] = float(s)
+            if s >= THRESHOLD:  # drop_flashes compares the pictures around it
+                self.flash_pixels[i] = self.frames.hsv[i].copy()
+                self.flash_pixels[i - 1] = self.frames.hsv[i - 1].copy()
         # Scored: only the intra frames and the span's ends can still serve as neighbours.
         self.frames.forget_pixels([i for i in have if i not in self.intra_set
                                    and i not in (first - 1, last)])
@@ -779,7 +822,8 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
         st.frames.forget_pixels([i for i in st.frames.hsv if i < seg_last])
         progress(0.1 + 0.75 * (k + 1) / len(segments))
     above = accepted | {i for i, v in st.exact.items() if v >= THRESHOLD}
-    return Detection(flash_filter_merge(above, n), st.frames, st.exact, "sparse", st.decoded)
+    cuts, flashes = drop_flashes(flash_filter_merge(above, n), above, st.flash_pixels)
+    return Detection(cuts, st.frames, st.exact, "sparse", st.decoded, flashes)
 
 
 def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int],
@@ -842,7 +886,12 @@ def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int
                 st.decode_exact(lo, hi)
             continue
         if proxy >= THRESHOLD + PROXY_MARGIN:
-            accepted.add(hi)
+            if b == hi:
+                accepted.add(hi)
+            else:
+                # The anchors differ, but the change may lie anywhere in (a, b], a cut on the
+                # keyframe b included: only the window's own picture can say it is at hi.
+                st.decode_exact(lo, hi)
         elif proxy >= THRESHOLD:
             st.decode_exact(lo, hi)
         elif proxy >= THRESHOLD - PROXY_MARGIN and st.layout_change(a, b) >= COARSE_GATE:
@@ -867,9 +916,21 @@ def _sparse_segment(st: "_Sparse", index: mv.PacketIndex, groups, mine: list[int
             score, layout = pair_score[(a, b)]
             if score < THRESHOLD - PROXY_MARGIN or layout < COARSE_GATE:
                 continue
-            if any(a < e <= b for e in accepted) or st.covered(a + 1, b) or any(
-                    a < i <= b and sc >= THRESHOLD for i, sc in st.exact.items()):
+            if st.covered(a + 1, b):
                 continue
+            known = [c for c in accepted | {i for i, sc in st.exact.items() if sc >= THRESHOLD}
+                     if a < c <= b]
+            if known:
+                # A cut between the anchors explains their difference only if the picture after
+                # it is still the shot of b: another cut may lie after it (on b itself, say).
+                after = [i for i in st.frames.hsv if max(known) <= i < b]
+                if not after:
+                    continue  # accepted on b's own picture, or nothing to compare: as before
+                e = max(after)
+                if (float(st.frames.scores([(e, b)])[0]) < THRESHOLD - PROXY_MARGIN
+                        or st.layout_change(e, b) < COARSE_GATE):
+                    continue
+                a = e
             between = st.intra[(st.intra > a) & (st.intra < b)]
             if len(between):
                 todo_intra.append(int(between[len(between) // 2]))
@@ -1053,6 +1114,7 @@ def _analyze(vf: mv.VideoFile, info: MediaInfo, progress: Progress, strategy: st
         "codec": info.codec, "has_audio": info.has_audio, "start_time": round(t0, 6),
         "frames": n, "truncated": truncated,
         "corrupt_frames": int(index.corrupt + det.frames.errors),
+        "flashes": [int(f) for f in det.flashes],
         "scenes": scenes,
     }
     score_frames = np.array(sorted(det.exact), dtype=np.int32)
