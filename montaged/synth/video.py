@@ -356,7 +356,7 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
               # extensions
               looks: list[int] | None = None, start_time: float = 0.0, sar: tuple[int, int] | None = None,
               preset: str = "veryfast", scenecut: bool = True, bitrate: int | None = None,
-              faststart: bool = False) -> ClipTruth:
+              faststart: bool = False, timecode: str | None = None) -> ClipTruth:
     """Encode a synthetic clip to ``path`` and return the truth about it.
 
     ``cuts``: frame indices where a new shot starts (default: two cuts at 1/3 and 2/3).
@@ -368,6 +368,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
     opens.
     ``bitrate`` (bits/s) switches x264/x265 from constant quality (``crf``) to a bit rate with a
     VBV buffer, as cameras and phones record (e.g. 17_000_000 for 1080p30).
+    ``timecode`` (e.g. ``"01:00:00:00"``) tags the video stream with its first frame's timecode,
+    as a camera does: FFmpeg writes a ``tmcd`` track for it in MP4/MOV, a tag in Matroska.
     The file is written to a temporary name in the same directory and moved into place.
     """
     path = Path(path)
@@ -404,6 +406,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
                                         preset, scenecut, Fraction(*sar) if sar else None, bitrate)
             if rotation:
                 stream.set_display_rotation(-rotation)
+            if timecode:
+                stream.metadata["timecode"] = timecode
             astream = _add_audio_stream(out, ext) if audio else None
             for i in range(n):
                 look = shot_looks[shot_of_frame[i]]
