@@ -245,6 +245,45 @@ def test_follow_filters_new_lines(tmp_path):
     assert got.empty()
 
 
+def test_follow_json_prints_each_record_whole_and_without_waiting_for_the_next(tmp_path):
+    write_log(tmp_path, [[10, "INFO", "start", {}]])
+    got: "queue.Queue[str]" = queue.Queue()
+    stop = threading.Event()
+
+    class QueueWriter(io.TextIOBase):
+        def write(self, text):
+            for line in text.splitlines():
+                got.put(line)
+            return len(text)
+
+    follower = threading.Thread(target=show_logs, args=(tmp_path,), kwargs=dict(
+        follow=True, lines=1, out=QueueWriter(), journal=False, poll=0.02, stop=stop.is_set, as_json=True), daemon=True)
+    follower.start()
+    try:
+        assert json.loads(got.get(timeout=30))["message"] == "start"
+        # The last record written is printed although no record follows it, traceback and all.
+        write_log(tmp_path, [[0, "ERROR", "EXC failed", {"path": "/srv/in/x/a.mp4", "job": 3}]])
+        doc = json.loads(got.get(timeout=30))
+    finally:
+        stop.set()
+        follower.join(timeout=30)
+    assert (doc["level"], doc["message"], doc["path"], doc["job"]) == ("ERROR", "EXC failed", "/srv/in/x/a.mp4", 3)
+    assert doc["detail"].splitlines()[0] == "Traceback (most recent call last):"
+    assert doc["detail"].splitlines()[-1] == "ValueError: broken moov atom"
+    assert got.empty()
+
+
+def test_json_lines_of_lines_whose_header_is_in_an_older_file(tmp_path):
+    (tmp_path / "montaged.log").write_text("    at the end of a traceback\n"
+                                           "2026-11-26T21:00:00.123Z INFO montaged.x: next [job=x1]\n")
+    out = io.StringIO()
+    assert show_logs(tmp_path, out=out, journal=False, as_json=True) == 0
+    orphan, rec = map(json.loads, out.getvalue().splitlines())
+    assert orphan == {"time": None, "level": None, "logger": None, "message": "", "path": None, "job": None,
+                      "folder": None, "detail": "at the end of a traceback"}
+    assert (rec["time"], rec["logger"], rec["message"], rec["job"]) == ("2026-11-26T21:00:00.123Z", "montaged.x", "next", "x1")
+
+
 def test_missing_log_is_an_error_that_says_where(tmp_path):
     from montaged.errors import MontagedError
 
