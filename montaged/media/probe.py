@@ -402,10 +402,11 @@ def source_timing(path: str) -> SourceTiming:
 
     The timecode is looked up on the video stream (FFmpeg shows a ``tmcd`` track's start there),
     then on the other streams (the ``tmcd`` data stream itself, Matroska's ``TIMECODE`` tag),
-    then on the container. Raises :class:`MediaError` when the file cannot be opened."""
+    then on the container. Opened as :func:`open_input` opens (no frame decoded): milliseconds
+    per source, even for camera originals. Raises :class:`MediaError` when it cannot be opened."""
     name = _name(path)
     try:
-        container = av.open(path, metadata_errors="replace")
+        container = open_input(path)
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
     with container:
