@@ -126,6 +126,18 @@ def test_cmx_edl_has_the_music_as_an_audio_event(edit, exported):
     assert after[:2] == ["* FROM CLIP NAME:  song.m4a", f"* FROM CLIP: {(Path(edit.folder) / 'song.m4a').as_uri()}"]
 
 
+def test_a_title_with_control_characters_keeps_every_edit_list_whole(media, edit, tmp_path):  # noqa: F811
+    """Manifest titles may hold anything TOML can: a newline must not break the EDL into a
+    second header line, a BEL must not make the FCPXML ill-formed."""
+    from dataclasses import replace
+
+    outputs = export.export_all(replace(edit, title="\u202e\u0007tab\there\nand more"), tmp_path)
+    lines = outputs["edl"].read_text().splitlines()
+    assert lines[:3] == ["TITLE: \u202e tab here and more", "FCM: NON-DROP FRAME", ""]
+    assert_reads_back(outputs, media["folder"])
+    assert otio.adapters.read_from_file(str(outputs["fcpxml"]), adapter_name="fcpx_xml").name == "\u202e tab here and more"
+
+
 def test_fcpxml_is_final_cut_xml_with_every_source(edit, exported):
     outputs, _ = exported
     text = outputs["fcpxml"].read_text()

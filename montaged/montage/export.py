@@ -190,6 +190,25 @@ def write_otio(edit: EditList, path: Path, folder=None, timings=None) -> Path:
     return atomic_write(path, lambda tmp: otio.adapters.write_to_file(timeline, str(tmp), adapter_name="otio_json"))
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NOT_XML = re.compile("[\ud800-\udfff\ufffe\uffff]")
+
+
+def _label(text: str) -> str:
+    """A name as an EDL line or an XML attribute can hold it: control characters (a title's
+    newline or BEL) become spaces, and what XML has no character for becomes U+FFFD."""
+    return _NOT_XML.sub("\ufffd", _CONTROL.sub(" ", text))
+
+
+def _labelled(timeline: otio.schema.Timeline) -> otio.schema.Timeline:
+    """A copy of ``timeline`` whose title and clip names are :func:`_label` ed."""
+    timeline = timeline.deepcopy()
+    timeline.name = _label(timeline.name)
+    for clip in timeline.find_clips():
+        clip.name = _label(clip.name)
+    return timeline
+
+
 def _reel(name: str, length: int = 8) -> str:
     """The reel name the cmx_3600 adapter gives the same file in a video event: the file name
     without a letters-only extension, letters, digits and spaces only, cut or padded to ``length``."""
@@ -220,6 +239,7 @@ def _audio_events(timeline: otio.schema.Timeline, fps: int, first_number: int) -
 def cmx_edl_text(timeline: otio.schema.Timeline, fps: int) -> str:
     """The CMX 3600 EDL of ``timeline``: the adapter's video events (it writes only the first
     track), the frame-count mode, and the music as ``AA`` events numbered after the video."""
+    timeline = _labelled(timeline)
     text = otio.adapters.write_to_string(timeline, adapter_name="cmx_3600", rate=fps)
     lines = text.rstrip("\n").split("\n")
     at = 1 if lines and lines[0].startswith("TITLE:") else 0
@@ -240,7 +260,7 @@ def fcpxml_text(timeline: otio.schema.Timeline) -> str:
     It places a clip's ``<video>`` at offset 0 of the clip's own timeline; Final Cut
     places it at its asset's start (the source timecode), and so do we: without that, a clip
     whose ``start`` is a timecode would point past the end of its video."""
-    root = ET.fromstring(otio.adapters.write_to_string(timeline, adapter_name="fcpx_xml"))
+    root = ET.fromstring(otio.adapters.write_to_string(_labelled(timeline), adapter_name="fcpx_xml"))
     assets = {a.get("id"): a for a in root.iter("asset")}
     # One browser clip per asset (the adapter writes one per use).
     seen = set()
