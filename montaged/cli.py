@@ -300,19 +300,13 @@ def analyze(paths: tuple[Path, ...], as_json: bool) -> None:
         try:
             digest = file_digest(str(path))
             analysis = analyze_path(str(path), (lambda f, label=label: bar.update(label, f)) if bar else None)
-        except MontagedError as exc:
+        except (MontagedError, OSError) as exc:
+            error = str(exc) if isinstance(exc, MontagedError) else exc.strerror or str(exc)
             if bar:
-                bar.close()
+                bar.close()  # the message gets a line of its own
             failed += 1
-            click.echo(f"montaged: {path}: {exc}", err=True)
-            results.append({"path": str(path), "error": str(exc)})
-            continue
-        except OSError as exc:
-            if bar:
-                bar.close()
-            failed += 1
-            click.echo(f"montaged: {path}: {exc.strerror or exc}", err=True)
-            results.append({"path": str(path), "error": exc.strerror or str(exc)})
+            click.echo(f"montaged: {path}: {error}", err=True)
+            results.append({"path": str(path), "error": error})
             continue
         results.append({"path": str(path), "digest": digest, **analysis.features})
     if bar:
@@ -340,7 +334,6 @@ def analyze(paths: tuple[Path, ...], as_json: bool) -> None:
 def preview(config_path: str | None, folder: Path, out_dir: Path | None, as_json: bool) -> None:
     """Render a folder's preview once, without a daemon (analysing what the store does not know)."""
     from montaged.oneshot import default_out_dir, preview_once
-
     from montaged.termprogress import terminal_progress
 
     settings = _settings(config_path)
