@@ -3,6 +3,11 @@ parse options, call one function, print its result for people or as one JSON doc
 
 Exit codes: 0 success, 1 the work failed, 2 bad usage or bad configuration, 3 (``status``) the
 daemon is not running.
+
+Errors are turned into messages and exit codes in one place, :class:`Command`: a library error
+(:class:`~montaged.errors.MontagedError`, which carries its exit code) or a click error raised
+in a command's body ends the command with ``montaged: <message>`` on stderr and, when the
+command was given ``--json``, ``{"error": "<message>", "exit": N}`` on stdout.
 """
 
 from __future__ import annotations
@@ -17,10 +22,26 @@ from pathlib import Path
 import click
 
 from montaged import __version__
-from montaged.config import ConfigError, Settings, describe, load_settings, to_toml_value
-from montaged.errors import MontagedError, StoreError
+from montaged.config import Settings, describe, load_settings, to_toml_value
+from montaged.errors import ConfigError, MontagedError, StoreError
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success
+  1  the work failed (a file, a job, the store, the log)
+  2  bad usage or bad configuration (the message names the file, the key, the problem)
+  3  status: the daemon is not running
+
+With --json, a command that reports prints one JSON document on stdout (logs: one JSON
+object per line); an error is {"error": "...", "exit": N} on stdout as well as the message
+on stderr.
+
+\b
+Shell completion (bash; zsh_source and fish_source likewise):
+  eval "$(_MONTAGED_COMPLETE=bash_source montaged)"
+"""
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -30,37 +51,59 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 
 def _settings(config_path: str | None, *, check_paths: bool = False) -> Settings:
-    try:
-        return load_settings(config_path, check_paths=check_paths)
-    except ConfigError as exc:
-        click.echo("montaged: invalid configuration:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(EXIT_USAGE)
+    return load_settings(config_path, check_paths=check_paths)  # ConfigError: Command reports it
 
 
 def _print_json(doc) -> None:
     click.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
 
 
-def _errors_exit(fn):
-    """Turn library errors into a one-line message and the right exit code."""
+class Failure(click.ClickException):
+    """A library error as click ends a command with: ``montaged: <message>`` and its exit code."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"montaged: {self.format_message()}", err=True)
+
+
+def _json_error(message: str, code: int, **extra) -> None:
+    click.echo(json.dumps({"error": message, "exit": code, **extra}, ensure_ascii=False, default=str))
+
+
+class Command(click.Command):
+    """A command whose errors, found once its arguments are parsed, end it the same way
+    everywhere: the message on stderr, the contract's exit code, and with ``--json`` one JSON
+    object on stdout. (Errors in the arguments themselves are click's usage errors, exit 2.)"""
+
+    def invoke(self, ctx: click.Context):
+        as_json = bool(ctx.params.get("as_json"))
         try:
-            return fn(*args, **kwargs)
-        except StoreError as exc:
-            click.echo(f"montaged: {exc}", err=True)
-            sys.exit(EXIT_FAILURE)
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            if as_json:
+                _json_error("invalid configuration: " + "; ".join(exc.problems), exc.exit_code, problems=exc.problems)
+            raise Failure("invalid configuration:\n" + "\n".join(f"  {p}" for p in exc.problems), exc.exit_code) from None
         except MontagedError as exc:
-            click.echo(f"montaged: {exc}", err=True)
-            sys.exit(EXIT_FAILURE)
+            if as_json:
+                _json_error(str(exc), exc.exit_code)
+            raise Failure(str(exc), exc.exit_code) from None
+        except click.ClickException as exc:
+            if as_json:
+                _json_error(exc.format_message(), exc.exit_code)
+            raise
 
-    return wrapper
+
+class Group(click.Group):
+    """Every command and sub-group of ``montaged`` reports errors through :class:`Command`."""
+
+    command_class = Command
+    group_class = type
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.version_option(__version__, "--version", message="montaged %(version)s")
 def cli() -> None:
     """montaged: watch ingest folders, analyse clips and music as they land, and render a
@@ -90,8 +133,7 @@ def run(config_path: str | None) -> None:
     try:
         settings.paths.state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        click.echo(f"montaged: cannot create the state directory {settings.paths.state}: {exc.strerror or exc}", err=True)
-        sys.exit(EXIT_FAILURE)
+        raise MontagedError(f"cannot create the state directory {settings.paths.state}: {exc.strerror or exc}") from None
     # journald when stderr is the journal, else a rotating log file in the state directory.
     logging_setup = setup_logging(settings.paths.state, settings.daemon.log_level)
     if os.geteuid() == 0 and not settings.daemon.allow_root:
@@ -111,7 +153,6 @@ def run(config_path: str | None) -> None:
 @config_option
 @json_option
 @click.option("--watch", "watch", is_flag=True, help="Refresh the view every second until Ctrl-C.")
-@_errors_exit
 def status(config_path: str | None, as_json: bool, watch: bool) -> None:
     """Is the daemon running, what is queued and running, every folder's preview, and what went
     wrong. Exits 3 when the daemon is not running (still printing what the store knows)."""
@@ -148,7 +189,6 @@ JOB_STATES = ("queued", "running", "done", "failed", "quarantined")
 @click.option("--state", type=click.Choice(JOB_STATES), default=None, help="Only jobs in this state.")
 @click.option("-n", "limit", type=int, default=None, help="Only the last N jobs.")
 @json_option
-@_errors_exit
 def jobs_command(config_path: str | None, state: str | None, limit: int | None, as_json: bool) -> None:
     """Jobs with their kind, state, attempts, timings and error."""
     from montaged.status import job_list
@@ -175,9 +215,11 @@ def jobs_command(config_path: str | None, state: str | None, limit: int | None, 
 @config_option
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed and quarantined job.")
-@_errors_exit
-def retry(config_path: str | None, ids: tuple[int, ...], all_failed: bool) -> None:
-    """Put failed or quarantined jobs back in the queue (by ID, or all with --failed)."""
+@json_option
+def retry(config_path: str | None, ids: tuple[int, ...], all_failed: bool, as_json: bool) -> None:
+    """Put failed or quarantined jobs back in the queue (by ID, or all with --failed).
+
+    Exits 1 when none of the IDs given could be retried."""
     from montaged import jobs
     from montaged.store import Store
 
@@ -188,17 +230,20 @@ def retry(config_path: str | None, ids: tuple[int, ...], all_failed: bool) -> No
         raise StoreError(f"no montaged database in {settings.paths.state}")
     with Store(settings.paths.state) as store:
         retried = jobs.retry_jobs(store, list(ids), all_failed=all_failed)
-    if not retried:
+    code = EXIT_FAILURE if ids and not retried else 0
+    if as_json:
+        _print_json({"requeued": retried, "asked": list(ids), "failed": all_failed})
+    elif not retried:
         click.echo("nothing to retry: no failed or quarantined job" + (" with those IDs" if ids else ""))
-        sys.exit(EXIT_FAILURE if ids else 0)
-    click.echo(f"requeued {len(retried)} job(s): {', '.join(map(str, retried))}")
+    else:
+        click.echo(f"requeued {len(retried)} job(s): {', '.join(map(str, retried))}")
+    sys.exit(code)
 
 
 @cli.command()
 @config_option
 @click.argument("path", type=click.Path(path_type=Path))
 @json_option
-@_errors_exit
 def inspect(config_path: str | None, path: Path, as_json: bool) -> None:
     """What the store knows about a file (state, digest, jobs, features) or a folder."""
     from montaged.status import inspect_path
@@ -246,23 +291,26 @@ def analyze(paths: tuple[Path, ...], as_json: bool) -> None:
     """Analyse files once, without a daemon, and print their features."""
     from montaged.analysis import analyze_path
     from montaged.digest import file_digest
+    from montaged.termprogress import terminal_progress
 
     results, failed = [], 0
-    for path in paths:
+    bar = terminal_progress(sys.stderr)
+    for i, path in enumerate(paths):
+        label = f"analysing {path.name}" + (f" ({i + 1}/{len(paths)})" if len(paths) > 1 else "")
         try:
             digest = file_digest(str(path))
-            analysis = analyze_path(str(path))
-        except MontagedError as exc:
+            analysis = analyze_path(str(path), (lambda f, label=label: bar.update(label, f)) if bar else None)
+        except (MontagedError, OSError) as exc:
+            error = str(exc) if isinstance(exc, MontagedError) else exc.strerror or str(exc)
+            if bar:
+                bar.close()  # the message gets a line of its own
             failed += 1
-            click.echo(f"montaged: {path}: {exc}", err=True)
-            results.append({"path": str(path), "error": str(exc)})
-            continue
-        except OSError as exc:
-            failed += 1
-            click.echo(f"montaged: {path}: {exc.strerror or exc}", err=True)
-            results.append({"path": str(path), "error": exc.strerror or str(exc)})
+            click.echo(f"montaged: {path}: {error}", err=True)
+            results.append({"path": str(path), "error": error})
             continue
         results.append({"path": str(path), "digest": digest, **analysis.features})
+    if bar:
+        bar.close()
     if as_json:
         _print_json(results)
     else:
@@ -283,15 +331,23 @@ def analyze(paths: tuple[Path, ...], as_json: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the preview and edit lists go (default: the output root, as the daemon would).")
 @json_option
-@_errors_exit
 def preview(config_path: str | None, folder: Path, out_dir: Path | None, as_json: bool) -> None:
     """Render a folder's preview once, without a daemon (analysing what the store does not know)."""
     from montaged.oneshot import default_out_dir, preview_once
+    from montaged.termprogress import terminal_progress
 
     settings = _settings(config_path)
     folder = folder.resolve()
     out_dir = (out_dir or default_out_dir(settings, folder)).resolve()
-    edit, outputs = preview_once(settings, folder, out_dir, log=None if as_json else lambda m: click.echo(m, err=True))
+    bar = terminal_progress(sys.stderr)
+    # On a terminal the bar says what is analysed; elsewhere a line per file, as before.
+    say = None if as_json or bar else lambda m: click.echo(m, err=True)
+    show = (lambda what, f: bar.update(what if what == "rendering" else f"analysing {Path(what).name}", f)) if bar else None
+    try:
+        edit, outputs = preview_once(settings, folder, out_dir, log=say, progress=show)
+    finally:
+        if bar:
+            bar.close()
     doc = {"folder": str(folder), "outputs": {k: str(v) for k, v in outputs.items()}, "cuts": len(edit.to_dict()["cuts"]),
            "duration": edit.to_dict()["duration"], "warnings": list(getattr(edit, "warnings", []) or [])}
     if as_json:
@@ -311,20 +367,18 @@ def preview(config_path: str | None, folder: Path, out_dir: Path | None, as_json
 @click.option("--level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), default=None,
               help="Only lines at this level or more severe.")
 @click.option("--path", "path_filter", default=None, help="Only lines about this file or folder (and what is under it).")
-@_errors_exit
-def logs(config_path: str | None, follow: bool, lines: int, since: str | None, level: str | None, path_filter: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON lines: one object per record (time, level, logger, message, path, job, folder, detail).")
+def logs(config_path: str | None, follow: bool, lines: str, since: str | None, level: str | None,
+         path_filter: str | None, as_json: bool) -> None:
     """The daemon's log: journald when it runs under systemd, its log file otherwise."""
     from montaged import logs as logs_mod
 
     if lines != "all" and not lines.isdigit():
         raise click.BadParameter("must be a number or 'all'", param_hint="-n")
     settings = _settings(config_path)
-    try:
-        code = logs_mod.show_logs(settings.paths.state, follow=follow, lines=None if lines == "all" else int(lines),
-                                  since=since, level=level.upper() if level else None, path=path_filter)
-    except logs_mod.LogQueryError as exc:
-        click.echo(f"montaged: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+    code = logs_mod.show_logs(settings.paths.state, follow=follow, lines=None if lines == "all" else int(lines),
+                              since=since, level=level.upper() if level else None, path=path_filter, as_json=as_json)
     sys.exit(code or 0)
 
 
@@ -336,20 +390,34 @@ def config() -> None:
 
 @config.command("check")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-def config_check(path: str | None) -> None:
+@json_option
+def config_check(path: str | None, as_json: bool) -> None:
     """Validate a config file (default: the one montaged would use). Exits 2 naming every problem."""
     settings = _settings(path, check_paths=True)
-    click.echo(f"ok: {settings.source or 'built-in defaults (no config file found)'}")
+    source = str(settings.source) if settings.source else None
+    if as_json:
+        _print_json({"ok": True, "source": source})
+    else:
+        click.echo(f"ok: {source or 'built-in defaults (no config file found)'}")
 
 
 @config.command("show")
 @config_option
-def config_show(config_path: str | None) -> None:
+@json_option
+def config_show(config_path: str | None, as_json: bool) -> None:
     """Print the effective configuration as TOML, with where each value came from."""
     settings = _settings(config_path)
+    rows = describe(settings)
+    if as_json:
+        doc = {"source": str(settings.source) if settings.source else None, "settings": {}}
+        for label, value, origin, help_text in rows:
+            name, key = label.split(".", 1)
+            doc["settings"].setdefault(name, {})[key] = {"value": value, "origin": origin, "help": help_text}
+        _print_json(doc)
+        return
     click.echo(f"# effective configuration (file: {settings.source or 'none, built-in defaults'})")
     section = None
-    for label, value, origin, help_text in describe(settings):
+    for label, value, origin, help_text in rows:
         name, key = label.split(".", 1)
         if name != section:
             click.echo(f"\n[{name}]")

@@ -132,7 +132,7 @@ def main() -> int:
         say(f"preview ready {time.monotonic() - dropped:.1f}s after the manifest landed:")
         print(result["preview"], flush=True)
         out = output / FOLDER
-        for name in ("preview.edl.json", "preview.otio", "preview.edl", "preview.storyboard.jpg"):
+        for name in ("preview.edl.json", "preview.otio", "preview.edl", "preview.fcpxml", "preview.storyboard.jpg"):
             if (out / name).exists():
                 print(f"  {out / name}")
         print(flush=True)

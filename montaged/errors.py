@@ -6,11 +6,18 @@ what is wrong in plain words (``not a media file: holiday.mp4``), never a stack 
 
 
 class MontagedError(Exception):
-    """Base class: the message is shown to users as it is."""
+    """Base class: the message is shown to users as it is.
+
+    ``exit_code`` is what the command line exits with when the error ends a command: 1, the
+    work failed; 2 (configuration, option values) bad usage."""
+
+    exit_code = 1
 
 
 class ConfigError(MontagedError):
     """A configuration file is invalid. ``problems`` lists every error found, not just the first."""
+
+    exit_code = 2
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)

@@ -79,6 +79,8 @@ _CLOCK = re.compile(r"\d{1,2}:\d\d(?::\d\d)?\Z")
 class LogQueryError(MontagedError):
     """A ``montaged logs`` option cannot be understood (the CLI exits 2)."""
 
+    exit_code = 2
+
 
 # --------------------------------------------------------------------------------------------
 # records
@@ -614,10 +616,13 @@ def _open_newer(base: Path, old: os.stat_result) -> tuple[list[BinaryIO], Binary
 
 
 def follow_lines(base: Path, f: BinaryIO | None, pos: int, *, poll: float = 0.25,
-                 stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
+                 stop: Callable[[], bool] = lambda: False,
+                 idle: Callable[[], None] = lambda: None) -> Iterator[str]:
     """Lines appended to ``base`` from ``pos`` on, across rotation and truncation, until ``stop()``.
 
-    ``f`` is ``base`` already open (or None to wait for it to appear).
+    ``f`` is ``base`` already open (or None to wait for it to appear). ``idle()`` is called
+    each time every line written so far has been yielded (and consumed: generators are lazy),
+    before waiting for more: the moment to flush what was printed.
     """
     buf = b""
     if f is not None:
@@ -648,6 +653,7 @@ def follow_lines(base: Path, f: BinaryIO | None, pos: int, *, poll: float = 0.25
                     f.seek(0)
                     buf = b""
                     continue
+                idle()
                 time.sleep(poll)
                 continue
             # Rotated: the writer may have added lines between our EOF and its rename.
@@ -732,7 +738,9 @@ def journal_items(entry: dict) -> list[LogRecord | str]:
     return [rec, *(clean_text(line) for line in rest)]
 
 
-def _journal_lines(proc: subprocess.Popen) -> Iterator[LogRecord | str]:
+def _journal_lines(proc: subprocess.Popen, entry_done: Callable[[], None] = lambda: None) -> Iterator[LogRecord | str]:
+    """The items of each ``journalctl -o json`` line; ``entry_done()`` after each entry's
+    items were consumed (the moment to flush when following)."""
     assert proc.stdout is not None
     for raw in proc.stdout:
         try:
@@ -745,6 +753,7 @@ def _journal_lines(proc: subprocess.Popen) -> Iterator[LogRecord | str]:
             continue
         if isinstance(entry, dict):
             yield from journal_items(entry)
+        entry_done()
 
 
 def _show_journal(out: TextIO, *, follow: bool, lines: int | None, filt: LogFilter, unit: str,
@@ -768,10 +777,8 @@ def _show_journal(out: TextIO, *, follow: bool, lines: int | None, filt: LogFilt
             for rec in deque((r for r in _group(_journal_lines(proc)) if keep(r)), maxlen=lines):
                 out.write(rec.text + "\n")
         else:
-            for line in _stream(_journal_lines(proc), keep):
+            for line in _stream(_journal_lines(proc, out.flush if follow else lambda: None), keep):
                 out.write(line + "\n")
-                if follow:
-                    out.flush()
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -793,6 +800,62 @@ def _pump_stderr(proc: subprocess.Popen, complaints: list[bytes]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# JSON lines
+
+
+def record_document(rec: LogRecord) -> dict:
+    """One record as ``logs --json`` prints it: ``time``, ``level``, ``logger``, ``message``,
+    the montaged fields ``path``, ``job`` (a number) and ``folder`` (null when the record has
+    none), any other bracketed field, and ``detail``: its continuation lines (a traceback),
+    unindented, or null. Lines whose header is in an older file have null time, level, logger."""
+    header = bool(rec.time)
+    doc: dict = {"time": rec.time or None, "level": rec.level if header else None,
+                 "logger": (rec.logger or None) if header else None, "message": rec.message if header else ""}
+    for key in ("path", "job", "folder"):
+        value = rec.extras.get(key)
+        doc[key] = int(value) if key == "job" and value and value.isdigit() else value
+    for key, value in rec.extras.items():
+        doc.setdefault(key, value)
+    more = rec.lines[1:] if header else rec.lines
+    doc["detail"] = "\n".join(ln[4:] if ln.startswith("    ") else ln for ln in more) or None
+    return doc
+
+
+class JsonLines:
+    """Where the text readers write their lines, when ``--json`` asks for records: each header
+    line starts a record, indented lines join it, and a record is printed as one JSON object when
+    the next one starts or at ``flush()`` (the readers flush at the end, and when following, each
+    time they have printed everything there is so far)."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.partial = ""
+        self.pending: LogRecord | None = None
+
+    def write(self, text: str) -> int:
+        *lines, self.partial = (self.partial + text).split("\n")
+        for line in lines:
+            rec = parse_line(line)
+            if rec is not None:
+                self._emit()
+                self.pending = rec
+            elif self.pending is not None:
+                self.pending.lines.append(line)
+            else:
+                self.pending = LogRecord("", "", "", "", {}, [line])
+        return len(text)
+
+    def flush(self) -> None:
+        self._emit()
+        self.out.flush()
+
+    def _emit(self) -> None:
+        if self.pending is not None:
+            rec, self.pending = self.pending, None
+            self.out.write(json.dumps(record_document(rec), ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
 # the command
 
 
@@ -800,8 +863,11 @@ def show_logs(state_dir: Path | str, *, follow: bool = False, lines: int | None 
               since: str | None = None, level: str | None = None, path: str | None = None,
               out: TextIO | None = None, journal: bool | None = None, unit: str = UNIT,
               journalctl: str = "journalctl", poll: float = 0.25,
-              stop: Callable[[], bool] = lambda: False, now: datetime | None = None) -> int:
+              stop: Callable[[], bool] = lambda: False, now: datetime | None = None,
+              as_json: bool = False) -> int:
     """``montaged logs``: print the kept records; with ``follow``, keep printing new ones.
+
+    ``as_json``: JSON lines instead, one object per record (:func:`record_document`).
 
     ``lines`` (``-n``) keeps the last N kept records (default: all; 10 with ``follow``).
     ``journal`` None decides with :func:`under_systemd`. Returns the exit code. Raises
@@ -816,12 +882,16 @@ def show_logs(state_dir: Path | str, *, follow: bool = False, lines: int | None 
         lines = 10
     state_dir = Path(state_dir)
     use_journal = under_systemd(state_dir) if journal is None else journal
+    sink = JsonLines(out) if as_json else out
     try:
         if use_journal:
-            return _show_journal(out, follow=follow, lines=lines, filt=filt, unit=unit,
+            code = _show_journal(sink, follow=follow, lines=lines, filt=filt, unit=unit,
                                  journalctl=journalctl)
-        return _show_file(out, state_dir, follow=follow, lines=lines, filt=filt, poll=poll,
-                          stop=stop)
+        else:
+            code = _show_file(sink, state_dir, follow=follow, lines=lines, filt=filt, poll=poll,
+                              stop=stop)
+        sink.flush()
+        return code
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
@@ -871,7 +941,6 @@ def _show_file(out: TextIO, state_dir: Path, *, follow: bool, lines: int | None,
             out.write(rec.text + "\n")
         out.flush()
     reject = getattr(keep, "reject_line", None)
-    for line in _stream(_items(follow_lines(base, f, pos, poll=poll, stop=stop), reject), keep):
+    for line in _stream(_items(follow_lines(base, f, pos, poll=poll, stop=stop, idle=out.flush), reject), keep):
         out.write(line + "\n")
-        out.flush()
     return 0

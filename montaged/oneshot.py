@@ -23,8 +23,11 @@ def default_out_dir(settings: Settings, folder: Path) -> Path:
     return settings.paths.output / folder.name
 
 
-def cached_analyzer(settings: Settings, say: Callable[[str], None] | None = None) -> Callable[[str], Analysis]:
-    """An ``analyze(path)`` that returns stored features when the daemon's store has them."""
+def cached_analyzer(settings: Settings, say: Callable[[str], None] | None = None,
+                    progress: Callable[[str, float], None] | None = None) -> Callable[[str], Analysis]:
+    """An ``analyze(path)`` that returns stored features when the daemon's store has them.
+
+    ``say`` is told which file is analysed; ``progress(path, fraction)`` how far along it is."""
     from montaged.store import Store
 
     store = None
@@ -41,12 +44,16 @@ def cached_analyzer(settings: Settings, say: Callable[[str], None] | None = None
                 return found
         if say:
             say(f"analysing {path}")
-        return analyze_path(str(path))
+        return analyze_path(str(path), (lambda f: progress(str(path), f)) if progress else None)
 
     return analyze
 
 
-def preview_once(settings: Settings, folder: Path, out_dir: Path, log: Callable[[str], None] | None = None):
+def preview_once(settings: Settings, folder: Path, out_dir: Path, log: Callable[[str], None] | None = None,
+                 progress: Callable[[str, float], None] | None = None):
+    """``progress(what, fraction)``: each analysis (``what`` is the file), then the render
+    (``what`` is ``"rendering"``)."""
     from montaged.montage.preview import preview_folder
 
-    return preview_folder(folder, out_dir, settings.preview, analyze=cached_analyzer(settings, log))
+    return preview_folder(folder, out_dir, settings.preview, analyze=cached_analyzer(settings, log, progress),
+                          progress=(lambda f: progress("rendering", f)) if progress else None)

@@ -177,25 +177,43 @@ def test_records_keep_their_traceback_with_n(tmp_path):
     assert lines[-1].endswith("INFO montaged.test: after")
 
 
+class Follower:
+    """``show_logs(follow=True)`` in a thread, every line it prints put on ``lines``; stopped
+    when the ``with`` block ends."""
+
+    def __init__(self, state: Path, **kwargs):
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.stop = threading.Event()
+        lines = self.lines
+
+        class QueueWriter(io.TextIOBase):
+            def write(self, text):
+                for line in text.splitlines():
+                    lines.put(line)
+                return len(text)
+
+        self.thread = threading.Thread(target=show_logs, args=(state,), daemon=True, kwargs=dict(
+            follow=True, out=QueueWriter(), journal=False, poll=0.02, stop=self.stop.is_set, **kwargs))
+
+    def get(self, timeout: float = 30) -> str:
+        return self.lines.get(timeout=timeout)
+
+    def __enter__(self) -> "Follower":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
 def test_follow_sees_appended_lines_across_rotation(tmp_path):
     write_log(tmp_path, [[10, "INFO", "old 1", {}], [9, "INFO", "old 2", {}], [8, "INFO", "old 3", {}]],
               max_bytes=3000, backups=50)
-    got: "queue.Queue[str]" = queue.Queue()
-    stop = threading.Event()
-
-    class QueueWriter(io.TextIOBase):
-        def write(self, text):
-            for line in text.splitlines():
-                got.put(line)
-            return len(text)
-
-    follower = threading.Thread(target=show_logs, args=(tmp_path,), kwargs=dict(
-        follow=True, lines=2, out=QueueWriter(), journal=False, poll=0.02, stop=stop.is_set), daemon=True)
-    follower.start()
     seen = []
-    try:
-        seen.append(got.get(timeout=30))
-        seen.append(got.get(timeout=30))
+    with Follower(tmp_path, lines=2) as follower:
+        seen.append(follower.get())
+        seen.append(follower.get())
         assert messages(seen) == ["old 2", "old 3"]
         # 300 records, ~100 bytes each, rotate every ~30: about ten rotations while following.
         n = 300
@@ -203,46 +221,51 @@ def test_follow_sees_appended_lines_across_rotation(tmp_path):
                                   kwargs=dict(max_bytes=3000, backups=50, pause=0.002))
         writer.start()
         while len(seen) < 2 + n:
-            seen.append(got.get(timeout=60))
+            seen.append(follower.get(timeout=60))
         writer.join()
-    finally:
-        stop.set()
-        follower.join(timeout=30)
     assert len(log_files(tmp_path)) > 5
     assert messages(seen[2:]) == [f"new {i:03d}" for i in range(n)]
-    assert got.empty()
+    assert follower.lines.empty()
 
 
 def test_follow_filters_new_lines(tmp_path):
     write_log(tmp_path, [[10, "INFO", "start", {}]])
-    got: "queue.Queue[str]" = queue.Queue()
-    stop = threading.Event()
-
-    class QueueWriter(io.TextIOBase):
-        def write(self, text):
-            for line in text.splitlines():
-                got.put(line)
-            return len(text)
-
-    follower = threading.Thread(target=show_logs, args=(tmp_path,), kwargs=dict(
-        follow=True, lines=0, level="error", path="/srv/in/x", out=QueueWriter(), journal=False,
-        poll=0.02, stop=stop.is_set), daemon=True)
-    follower.start()
-    try:
+    with Follower(tmp_path, lines=0, level="error", path="/srv/in/x") as follower:
         write_log(tmp_path, [[0, "ERROR", "EXC failed", {"path": "/srv/in/x/a.mp4"}],
                              [0, "ERROR", "unrelated", {"path": "/srv/in/y/a.mp4"}],
                              [0, "INFO", "fine", {"path": "/srv/in/x/b.mp4"}],
                              [0, "ERROR", "last /srv/in/x", {}]])
-        lines = [got.get(timeout=30)]
+        lines = [follower.get()]
         while "last /srv/in/x" not in lines[-1]:
-            lines.append(got.get(timeout=30))
-    finally:
-        stop.set()
-        follower.join(timeout=30)
+            lines.append(follower.get())
     assert messages(lines) == ["EXC failed", "last /srv/in/x"]
     assert lines[1] == "    Traceback (most recent call last):"
     assert lines[-2] == "    ValueError: broken moov atom"
-    assert got.empty()
+    assert follower.lines.empty()
+
+
+def test_follow_json_prints_each_record_whole_and_without_waiting_for_the_next(tmp_path):
+    write_log(tmp_path, [[10, "INFO", "start", {}]])
+    with Follower(tmp_path, lines=1, as_json=True) as follower:
+        assert json.loads(follower.get())["message"] == "start"
+        # The last record written is printed although no record follows it, traceback and all.
+        write_log(tmp_path, [[0, "ERROR", "EXC failed", {"path": "/srv/in/x/a.mp4", "job": 3}]])
+        doc = json.loads(follower.get())
+    assert (doc["level"], doc["message"], doc["path"], doc["job"]) == ("ERROR", "EXC failed", "/srv/in/x/a.mp4", 3)
+    assert doc["detail"].splitlines()[0] == "Traceback (most recent call last):"
+    assert doc["detail"].splitlines()[-1] == "ValueError: broken moov atom"
+    assert follower.lines.empty()
+
+
+def test_json_lines_of_lines_whose_header_is_in_an_older_file(tmp_path):
+    (tmp_path / "montaged.log").write_text("    at the end of a traceback\n"
+                                           "2026-11-26T21:00:00.123Z INFO montaged.x: next [job=x1]\n")
+    out = io.StringIO()
+    assert show_logs(tmp_path, out=out, journal=False, as_json=True) == 0
+    orphan, rec = map(json.loads, out.getvalue().splitlines())
+    assert orphan == {"time": None, "level": None, "logger": None, "message": "", "path": None, "job": None,
+                      "folder": None, "detail": "at the end of a traceback"}
+    assert (rec["time"], rec["logger"], rec["message"], rec["job"]) == ("2026-11-26T21:00:00.123Z", "montaged.x", "next", "x1")
 
 
 def test_missing_log_is_an_error_that_says_where(tmp_path):

@@ -77,7 +77,7 @@ def test_warm_preview_then_rerender_on_change(daemon, layout, media):
     out = layout["out"] / "hike"
     preview = out / "preview.mp4"
     assert ready["preview"] == str(preview)
-    for name in ("preview.edl.json", "preview.otio", "preview.edl", "preview.storyboard.jpg"):
+    for name in ("preview.edl.json", "preview.otio", "preview.edl", "preview.fcpxml", "preview.storyboard.jpg"):
         assert (out / name).stat().st_size > 0, name
     edl = json.loads((out / "preview.edl.json").read_text())
     info = probe(preview)

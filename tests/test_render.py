@@ -180,7 +180,7 @@ def test_render_matches_the_plan(media, rendered):
     assert progress[-1] == 1.0 and progress == sorted(progress) and len(progress) >= 3
     # Nothing but the outputs in the folder: temporary files are gone.
     assert sorted(p.name for p in rendered["out"].iterdir()) == sorted(
-        ["preview.mp4", "preview.edl.json", "preview.otio", "preview.edl", "preview.storyboard.jpg"])
+        ["preview.mp4", "preview.edl.json", "preview.otio", "preview.edl", "preview.fcpxml", "preview.storyboard.jpg"])
 
 
 def test_every_frame_comes_from_its_scene(media, rendered):
@@ -467,7 +467,7 @@ def test_preview_folder_one_shot(media, tmp_path):
     assert sorted(calls) == ["a.mp4", "b.mp4", "phone.mp4", "song.m4a"]
     assert {c.source for c in edit.cuts} <= {"a.mp4", "b.mp4", "phone.mp4"}
     assert edit.seed == 4 and edit.style == "energetic"
-    assert set(outputs) == {"preview", "edl_json", "otio", "edl", "storyboard"}
+    assert set(outputs) == {"preview", "edl_json", "otio", "edl", "fcpxml", "storyboard"}
     assert all(p.is_file() for p in outputs.values())
 
 

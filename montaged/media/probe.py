@@ -377,3 +377,46 @@ def _probe_audio(container, audio, name: str, fmt: str, container_duration: floa
         display_height=0, rotation=0, sar=1.0, codec=audio.codec.canonical_name, bit_rate=bit_rate,
         start_time=start_time, frames=0, container=fmt, video_stream=None, **audio_fields,
     )
+
+
+@dataclass(frozen=True)
+class SourceTiming:
+    """What an edit list needs of a source beyond its features: how long it is and the
+    timecode of its first frame (a camera's ``tmcd`` track, or a ``timecode`` tag)."""
+
+    duration: float  # seconds (0.0 if the container does not say)
+    timecode: str | None  # as the file has it, e.g. "01:02:03:04" or "01:00:00;00" (drop frame)
+    rate: float  # frames per second the timecode counts (the video's rate; 0.0 for audio)
+
+
+def _timecode_tag(*tag_sets) -> str | None:
+    for tags in tag_sets:
+        for key, value in (tags or {}).items():
+            if key.lower() == "timecode" and isinstance(value, str) and value.strip():
+                return value.strip()
+    return None
+
+
+def source_timing(path: str) -> SourceTiming:
+    """Duration and start timecode of ``path``, from its headers only (nothing is decoded).
+
+    The timecode is looked up on the video stream (FFmpeg shows a ``tmcd`` track's start there),
+    then on the other streams (the ``tmcd`` data stream itself, Matroska's ``TIMECODE`` tag),
+    then on the container. Opened as :func:`open_input` opens (no frame decoded): milliseconds
+    per source, even for camera originals. Raises :class:`MediaError` when it cannot be opened."""
+    name = _name(path)
+    try:
+        container = open_input(path)
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
+    with container:
+        videos = [s for s in _usable_video_streams(container) if not _is_still(container, s)]
+        others = [s for s in container.streams if s not in videos]
+        duration = container.duration / av.time_base if container.duration else 0.0
+        if not duration:
+            for s in container.streams:
+                if s.duration and s.time_base:
+                    duration = max(duration, float(s.duration * s.time_base))
+        timecode = _timecode_tag(*(s.metadata for s in videos), *(s.metadata for s in others), container.metadata)
+        return SourceTiming(duration=float(duration), timecode=timecode,
+                            rate=_rate_of(videos[0]) if videos else 0.0)

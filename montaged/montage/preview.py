@@ -5,7 +5,7 @@ The daemon and ``montaged preview FOLDER`` share these steps:
 * :func:`plan_folder` (main process, milliseconds): read the manifest, resolve the folder's
   files, plan the edit from features that are already stored;
 * :func:`write_outputs` (a worker process; arguments pickle): render ``preview.mp4`` and write
-  the edit list, OTIO, EDL and storyboard next to it;
+  the edit list, OTIO, EDL, FCPXML and storyboard next to it;
 * :func:`preview_folder`: both, for the one-shot command, analysing the files first.
 """
 
@@ -89,7 +89,7 @@ def write_outputs(edit: EditList, folder: str | os.PathLike, out_dir: str | os.P
                   progress: Progress | None = None, proxies: Mapping[str, str] | None = None) -> dict[str, Path]:
     """Render ``preview.mp4`` and write the edit lists and storyboard into ``out_dir``.
 
-    Returns ``{"preview", "edl_json", "otio", "edl", "storyboard"}`` -> path. The video is
+    Returns ``{"preview", "edl_json", "otio", "edl", "fcpxml", "storyboard"}`` -> path. The video is
     written first: if it fails, the previous outputs stay as they were.
     """
     progress = progress or (lambda _f: None)

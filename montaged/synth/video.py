@@ -427,8 +427,9 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
               # extensions
               looks: list[int] | None = None, start_time: float = 0.0, sar: tuple[int, int] | None = None,
               preset: str = "veryfast", scenecut: bool = True, bitrate: int | None = None,
-              faststart: bool = False, profile: str | None = None, bit_depth: int = 8,
-              flashes: tuple[int, ...] = (), fade_in: int = 0, fade_out: int = 0) -> ClipTruth:
+              faststart: bool = False, timecode: str | None = None, profile: str | None = None,
+              bit_depth: int = 8, flashes: tuple[int, ...] = (), fade_in: int = 0,
+              fade_out: int = 0) -> ClipTruth:
     """Encode a synthetic clip to ``path`` and return the truth about it.
 
     ``cuts``: frame indices where a new shot starts (default: two cuts at 1/3 and 2/3).
@@ -446,6 +447,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
     recent phones record HDR).
     ``flashes``: frames lit by a camera flash (each one frame; not cuts). ``fade_in`` /
     ``fade_out``: frames of fade from / to black at the clip's start / end (not cuts either).
+    ``timecode`` (e.g. ``"01:00:00:00"``) tags the video stream with its first frame's timecode,
+    as a camera does: FFmpeg writes a ``tmcd`` track for it in MP4/MOV, a tag in Matroska.
     The file is written to a temporary name in the same directory and moved into place.
     """
     path = Path(path)
@@ -485,6 +488,8 @@ def make_clip(path, *, duration: float = 3.0, fps: float = 30, size: tuple[int, 
                                         profile, bit_depth)
             if rotation:
                 stream.set_display_rotation(-rotation)
+            if timecode:
+                stream.metadata["timecode"] = timecode
             astream = _add_audio_stream(out, ext) if audio else None
             for i in range(n):
                 look = shot_looks[shot_of_frame[i]]
