@@ -286,8 +286,12 @@ def _feature_summary(f: dict) -> str:
 # ---- one-shot analysis and preview -------------------------------------------------------------
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--scenes", type=click.Choice(["auto", "sparse", "full", "exact"]), default="auto",
+              show_default=True,
+              help="Scene detection strategy for videos: auto picks sparse or full; exact runs "
+                   "PySceneDetect itself (needs the 'exact' extra).")
 @json_option
-def analyze(paths: tuple[Path, ...], as_json: bool) -> None:
+def analyze(paths: tuple[Path, ...], scenes: str, as_json: bool) -> None:
     """Analyse files once, without a daemon, and print their features."""
     from montaged.analysis import analyze_path
     from montaged.digest import file_digest
@@ -299,7 +303,8 @@ def analyze(paths: tuple[Path, ...], as_json: bool) -> None:
         label = f"analysing {path.name}" + (f" ({i + 1}/{len(paths)})" if len(paths) > 1 else "")
         try:
             digest = file_digest(str(path))
-            analysis = analyze_path(str(path), (lambda f, label=label: bar.update(label, f)) if bar else None)
+            analysis = analyze_path(str(path), (lambda f, label=label: bar.update(label, f)) if bar else None,
+                                    scenes=scenes)
         except (MontagedError, OSError) as exc:
             error = str(exc) if isinstance(exc, MontagedError) else exc.strerror or str(exc)
             if bar:

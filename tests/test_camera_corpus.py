@@ -8,7 +8,11 @@ are listed in ``flashes`` instead.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import av
+import numpy as np
 import pytest
 from scenedetect import ContentDetector, detect
 
@@ -79,3 +83,43 @@ def test_the_corpus_is_what_it_claims(clips):
     keyframe_cuts = clips["handheld-keyframe-cuts"].cut_frames
     assert keyframe_cuts and any(c % 30 == 0 for c in keyframe_cuts) and any(c % 30 == 1 for c in keyframe_cuts)
     assert clips["handheld-one-shot"].cut_frames == []
+
+
+@pytest.mark.parametrize("kind", ["handheld-flash-fade", "handheld-keyframe-cuts", "handheld-high-vfr"])
+def test_exact_strategy_is_pyscenedetect(clips, kind):
+    truth = clips[kind]
+    psd = [s[0].frame_num for s in detect(truth.path, ContentDetector(), backend="pyav")][1:]
+    exact = _cuts(analyze_path(truth.path, "exact"))
+    assert _unmatched(exact, psd, tol=0 if kind != "handheld-high-vfr" else 1) == []
+    assert len(exact) == len(psd)
+
+
+@pytest.mark.parametrize("kind", [k for k in corpus.KINDS
+                                  if k not in ("handheld-hevc-4k", "handheld-high-vfr")])
+def test_full_strategy_scores_every_frame_as_pyscenedetect_does(clips, kind):
+    """Frame by frame against scenedetect's own ContentDetector (the exact strategy). The full
+    strategy scales frames in FFmpeg and skips the loop filter, so scores differ a little (the
+    most on the near-black frames of a fade); cuts must not. Not on VFR: PySceneDetect numbers
+    those frames from time x average rate, so its frames cannot be paired one to one."""
+    truth = clips[kind]
+    full = analyze_path(truth.path, "full")
+    exact = analyze_path(truth.path, "exact")
+    ours = dict(zip(full.arrays["score_frames"].tolist(), full.arrays["scores"].tolist()))
+    ref = dict(zip(exact.arrays["score_frames"].tolist(), exact.arrays["scores"].tolist()))
+    assert set(ref) == set(range(1, truth.n_frames))
+    diff = np.abs(np.array([ours[f] - ref[f] for f in sorted(ref)]))
+    assert diff.max() <= 1.6 and np.percentile(diff, 99) <= 0.8, (round(diff.max(), 2), round(np.percentile(diff, 99), 2))
+    flashes = full.features["flashes"]
+    assert sorted(_cuts(full) + flashes) == _cuts(exact)
+
+
+def test_exact_strategy_without_pyscenedetect_says_what_to_install(clips):
+    """A real interpreter whose import of scenedetect fails (as when the extra is missing)."""
+    code = ("import sys; sys.modules['scenedetect'] = None\n"
+            "from montaged.analysis import analyze_path\n"
+            "from montaged.errors import MediaError\n"
+            "try:\n    analyze_path(sys.argv[1], scenes='exact')\n"
+            "except MediaError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, clips["handheld-one-shot"].path],
+                         capture_output=True, text=True, check=True).stdout
+    assert "pip install 'montaged[exact]'" in out

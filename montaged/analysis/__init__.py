@@ -35,8 +35,11 @@ def _no_progress(_fraction: float) -> None:
     """Progress sink for callers that do not report progress."""
 
 
-def analyze_path(path: str, progress: Progress | None = None) -> Analysis:
+def analyze_path(path: str, progress: Progress | None = None, *, scenes: str = "auto") -> Analysis:
     """Probe ``path`` and run the video or the music analysis on it.
+
+    ``scenes`` picks the scene detection strategy of a video: ``auto`` (the default), ``sparse``,
+    ``full`` or ``exact`` (PySceneDetect itself; needs the ``exact`` extra).
 
     Raises :class:`montaged.errors.MediaError` with a user-facing message for anything that is
     not usable media.
@@ -48,7 +51,7 @@ def analyze_path(path: str, progress: Progress | None = None) -> Analysis:
     if info.kind == "video":
         from montaged.analysis.video import analyze_video
 
-        return analyze_video(path, info, progress)
+        return analyze_video(path, info, progress, strategy=scenes)
     from montaged.analysis.audio import analyze_audio
 
     return analyze_audio(path, info, progress)

@@ -628,7 +628,7 @@ class VideoFile:
         if (cur is None or cur.key != start_key or cur.fed >= need_from
                 or cur.reads != self._reads):
             self._drop_cursor()
-            cur = _Cursor(ctx=self._new_decoder(loop_filter="all", threads="AUTO"),
+            cur = _Cursor(ctx=self._new_decoder(loop_filter="noref", threads="AUTO"),
                           packets=self._packets_from(int(index.pts[start_key]),
                                                      int(index.dts[start_key])),
                           key=start_key, reads=self._reads)
@@ -691,7 +691,7 @@ class VideoFile:
         ``errors[0]`` when a list is given.
         """
         errors = errors if errors is not None else [0]
-        ctx = self._new_decoder(loop_filter="all", threads="AUTO")
+        ctx = self._new_decoder(loop_filter="noref", threads="AUTO")
         first_key = index.keyframes[0] if len(index.keyframes) else 0
 
         def out(frames):
