@@ -454,3 +454,44 @@ def test_sparse_segments_give_the_same_cuts(tmp_path, monkeypatch):
     whole = cuts_of(analyse(truth.path, "sparse"))
     monkeypatch.setattr(va, "SEGMENT_SECONDS", 1.0)
     assert cuts_of(analyse(truth.path, "sparse")) == whole == truth.cut_frames
+
+
+def _write_raw(path, codec: str, pix: str, width: int, height: int, n: int = 40, fps: int = 10) -> None:
+    """Frames of flat grey that jump from dark to bright at frame n // 2: one cut."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = width, height, pix
+        for i in range(n):
+            img = np.full((height, width, 3), 20 if i < n // 2 else 220, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+
+
+@pytest.mark.parametrize("codec,pix,size", [("ffv1", "bgr0", (1, 1)), ("libx264", "yuv420p", (2, 2)),
+                                            ("ffv1", "bgr0", (15, 40))])
+def test_tiny_frames_are_refused_in_words(tmp_path, codec, pix, size):
+    path = tmp_path / "tiny.mkv"
+    _write_raw(path, codec, pix, *size)
+    with pytest.raises(MediaError, match=rf"frame size {size[0]}x{size[1]} is too small to analyse"):
+        analyze_path(str(path))
+
+
+def test_odd_small_frames_analyse(tmp_path):
+    path = tmp_path / "odd.mkv"
+    _write_raw(path, "ffv1", "bgr0", 17, 21)
+    assert cuts_of(analyze_path(str(path))) == [20] == pyscenedetect_cuts(path)
+
+
+def test_an_animated_gif_is_video_and_a_one_frame_gif_a_still(tmp_path):
+    anim, still = tmp_path / "anim.gif", tmp_path / "still.gif"
+    _write_raw(anim, "gif", "rgb8", 64, 48)
+    _write_raw(still, "gif", "rgb8", 64, 48, n=1)
+    analysis = analyze_path(str(anim))
+    assert analysis.kind == "video" and analysis.features["frames"] == 40
+    assert cuts_of(analysis) == pyscenedetect_cuts(anim)  # PySceneDetect reads GIFs too
+    with pytest.raises(MediaError, match="still image"):
+        analyze_path(str(still))

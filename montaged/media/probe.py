@@ -38,6 +38,9 @@ log = logging.getLogger("montaged.media.probe")
 
 MAX_PIXELS = 16384 * 16384
 MAX_SIDE = 65536
+# Smaller pictures cannot be scaled to the analysis sizes (FFmpeg refuses a 0-pixel side) and
+# hold nothing to cut or rate: refused with a message that says so.
+MIN_SIDE = 16
 MAX_FPS = 1000.0
 MAX_DURATION = 48 * 3600.0
 
@@ -121,8 +124,29 @@ def _usable_video_streams(container: av.container.InputContainer) -> list:
     return streams
 
 
+# Image formats that may hold an animation: a clip when they have more than one frame (an
+# animated GIF is video to PySceneDetect too), a still otherwise.
+_ANIMATED_FORMATS = {"gif", "apng", "webp"}
+
+
+def _has_two_frames(container: av.container.InputContainer, stream) -> bool:
+    """Whether ``stream`` holds more than one picture (demuxes two packets at most, then rewinds)."""
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            count += packet.size > 0
+            if count >= 2:
+                break
+        container.seek(0, stream=stream)
+    except av.FFmpegError:
+        return False
+    return count >= 2
+
+
 def _is_still(container: av.container.InputContainer, stream) -> bool:
     fmt = container.format.name
+    if fmt in _ANIMATED_FORMATS:
+        return not _has_two_frames(container, stream)
     if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
         return True
     if stream.disposition & av.stream.Disposition.still_image:
@@ -145,6 +169,9 @@ def check_sane(name: str, width: int, height: int, fps: float, duration: float) 
         raise MediaError(f"not a media file (no picture size): {name}")
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
         raise MediaError(f"frame size {width}x{height} is absurd (limit 16384x16384): {name}")
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise MediaError(f"frame size {width}x{height} is too small to analyse "
+                         f"(at least {MIN_SIDE}x{MIN_SIDE}): {name}")
     if not math.isfinite(fps) or fps > MAX_FPS:
         raise MediaError(f"frame rate {fps:g} fps is absurd (limit {MAX_FPS:g}): {name}")
     if not math.isfinite(duration) or duration > MAX_DURATION:
