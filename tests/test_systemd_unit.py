@@ -21,7 +21,7 @@ from tests.helpers import need_tool
 
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
 UNIT = SYSTEMD / "montaged.service"
-SHIPPED_EXEC = "ExecStart=/usr/local/bin/montaged run"
+SHIPPED_EXEC = "ExecStart=/opt/montaged/bin/montaged run"
 
 
 def _need(tool: str) -> str:
@@ -97,7 +97,7 @@ def test_the_contract_settings():
         "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
         "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "RestrictNamespaces": "yes",
         "LockPersonality": "yes", "SystemCallFilter": "@system-service", "UMask": "0027",
-        "ExecReload": "/bin/kill -HUP $MAINPID", "ExecStart": "/usr/local/bin/montaged run",
+        "ExecReload": "/bin/kill -HUP $MAINPID", "ExecStart": "/opt/montaged/bin/montaged run",
         "ReadWritePaths": "-/srv/previews",
     }
     for key, value in expected.items():

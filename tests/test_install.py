@@ -1,0 +1,104 @@
+"""`make install` / `make uninstall` into temporary folders, as the README's service section runs
+them (with NO_SYSTEMCTL=1: no systemctl, sysusers or tmpfiles calls on the machine running the
+tests). The install's virtualenv also reads the test venv's site-packages
+(MONTAGED_INSTALL_SITE_PACKAGES), so pip finds the dependencies installed instead of fetching
+them again; montaged itself is built and copied into it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import need_tool
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make(target: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    env["MONTAGED_INSTALL_SITE_PACKAGES"] = sysconfig.get_paths()["purelib"]
+    return subprocess.run(
+        ["make", "-C", str(REPO), "--no-print-directory", target, f"PREFIX={tmp}/opt", f"UNITDIR={tmp}/unit",
+         f"SYSCONFDIR={tmp}/etc", "NO_SYSTEMCTL=1", f"PYTHON={sys.executable}", *extra],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+
+
+def installed_files(tmp: Path) -> set[str]:
+    return {str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file() and "opt" not in p.relative_to(tmp).parts}
+
+
+def test_install_run_verify_uninstall(tmp_path):
+    need_tool("make")
+    r = make("install", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    prefix = tmp_path / "opt"
+
+    # The installed program runs, from its own copy of the package (not this source tree).
+    exe = prefix / "bin" / "montaged"
+    r2 = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r2.returncode == 0 and r2.stdout.strip() == "montaged 0.1.0", r2.stdout + r2.stderr
+    where = subprocess.run([str(prefix / "bin" / "python"), "-c", "import montaged; print(montaged.__file__)"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert Path(where.stdout.strip()).is_relative_to(prefix), where.stdout + where.stderr
+
+    # The unit starts that program; apart from ExecStart it is the shipped unit.
+    unit = tmp_path / "unit" / "montaged.service"
+    text = unit.read_text()
+    exec_lines = [ln for ln in text.splitlines() if ln.startswith("ExecStart=")]
+    assert exec_lines == [f"ExecStart={exe} run"]
+    shipped = (REPO / "systemd" / "montaged.service").read_text()
+    assert text == shipped.replace("ExecStart=/opt/montaged/bin/montaged run", f"ExecStart={exe} run")
+    assert oct(unit.stat().st_mode & 0o777) == "0o644"
+
+    # The default config names the system paths and is a valid montaged config.
+    config = tmp_path / "etc" / "montaged" / "config.toml"
+    doc = tomllib.loads(config.read_text())
+    assert doc["paths"] == {"watch": ["/srv/ingest"], "output": "/srv/previews", "state": "/var/lib/montaged"}
+    show = subprocess.run([str(exe), "config", "show", "--config", str(config)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert show.returncode == 0 and "/srv/previews" in show.stdout, show.stdout + show.stderr
+    assert installed_files(tmp_path) == {"unit/montaged.service", "etc/montaged/config.toml",
+                                         "etc/sysusers.d/montaged.conf", "etc/tmpfiles.d/montaged.conf"}
+
+    # systemd accepts the installed unit as it is (verify also checks that ExecStart exists).
+    tool = need_tool("systemd-analyze", "systemd")
+    v = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER=""))
+    assert v.returncode == 0 and (v.stdout + v.stderr).strip() == "", v.stdout + v.stderr
+
+    # A second install keeps the config the user edited.
+    config.write_text(config.read_text() + "\n# edited by the admin\n")
+    r = make("install", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"kept the existing {config}" in r.stdout
+    assert config.read_text().endswith("# edited by the admin\n")
+
+    # Uninstall removes what install made, keeps the config and says so.
+    r = make("uninstall", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not prefix.exists()
+    assert installed_files(tmp_path) == {"etc/montaged/config.toml"}
+    assert f"kept {config}" in r.stdout
+    assert config.read_text().endswith("# edited by the admin\n")
+
+
+def test_install_refuses_a_prefix_that_is_not_its_virtualenv(tmp_path):
+    need_tool("make")
+    (tmp_path / "opt").mkdir()
+    (tmp_path / "opt" / "precious.txt").write_text("keep me")
+    r = make("install", tmp_path)
+    assert r.returncode != 0 and "refusing" in r.stderr
+    r = make("uninstall", tmp_path)
+    assert r.returncode == 0 and "not a virtualenv" in r.stderr
+    assert (tmp_path / "opt" / "precious.txt").read_text() == "keep me"
+    r = make("install", tmp_path, f"DESTDIR={tmp_path}/stage")
+    assert r.returncode == 2 and "DESTDIR is not supported" in r.stderr
