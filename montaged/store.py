@@ -191,13 +191,6 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    @property
-    def db(self):
-        """A sqlite-utils view of the connection (imported on first use: readers stay light)."""
-        import sqlite_utils
-
-        return sqlite_utils.Database(self.conn)
-
     def close(self) -> None:
         self.conn.close()
 
