@@ -9,8 +9,9 @@ PREFIX       ?= /opt/montaged
 UNITDIR      ?= /etc/systemd/system
 SYSCONFDIR   ?= /etc
 NO_SYSTEMCTL ?=
+DESTDIR      ?=
 INSTALL_VARS  = PREFIX='$(PREFIX)' UNITDIR='$(UNITDIR)' SYSCONFDIR='$(SYSCONFDIR)' \
-                NO_SYSTEMCTL='$(NO_SYSTEMCTL)' PYTHON='$(PYTHON)'
+                NO_SYSTEMCTL='$(NO_SYSTEMCTL)' DESTDIR='$(DESTDIR)' PYTHON='$(PYTHON)'
 
 .PHONY: help test demo bench soak clean install uninstall
 
@@ -49,9 +50,6 @@ soak: $(VENV)/.installed-test
 	MONTAGED_SOAK=1 $(PY) -m pytest tests/reliability -m "soak or not soak" $(PYTEST_ARGS)
 
 install uninstall:
-ifneq ($(DESTDIR),)
-	@echo "DESTDIR is not supported: a virtualenv cannot be moved after it is made (its scripts name its own path)" >&2; exit 2
-endif
 	$(INSTALL_VARS) sh systemd/install.sh $@
 
 clean:

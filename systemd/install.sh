@@ -6,6 +6,8 @@
 #   SYSCONFDIR   SYSCONFDIR/montaged/config.toml (written only if none exists, never removed),
 #                SYSCONFDIR/sysusers.d/montaged.conf, SYSCONFDIR/tmpfiles.d/montaged.conf
 #   NO_SYSTEMCTL 1: do not run systemctl, systemd-sysusers or systemd-tmpfiles (packaging, tests)
+#   DESTDIR      stage everything under DESTDIR (packaging): files name PREFIX, not DESTDIR/PREFIX,
+#                and work once DESTDIR/PREFIX is moved to PREFIX. Implies NO_SYSTEMCTL=1.
 #   PYTHON       the interpreter the virtualenv is made from (3.11+)
 # For tests only: MONTAGED_INSTALL_SITE_PACKAGES, a site-packages folder (the test venv's) that
 # the new virtualenv also reads, so pip finds every dependency already installed and fetches
@@ -15,20 +17,24 @@ set -eu
 action=${1:?usage: install.sh install|uninstall}
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(dirname "$here")
-: "${PREFIX:?}" "${UNITDIR:?}" "${SYSCONFDIR:?}" "${PYTHON:=python3}" "${NO_SYSTEMCTL:=}"
+: "${PREFIX:?}" "${UNITDIR:?}" "${SYSCONFDIR:?}" "${PYTHON:=python3}" "${NO_SYSTEMCTL:=}" "${DESTDIR:=}"
 
-for dir in "$PREFIX" "$UNITDIR" "$SYSCONFDIR"; do
+for dir in "$PREFIX" "$UNITDIR" "$SYSCONFDIR" ${DESTDIR:+"$DESTDIR"}; do
   case $dir in
     /*) ;;
-    *) echo "install.sh: $dir is not an absolute path (PREFIX, UNITDIR and SYSCONFDIR must be)" >&2; exit 2 ;;
+    *) echo "install.sh: $dir is not an absolute path (PREFIX, UNITDIR, SYSCONFDIR and DESTDIR must be)" >&2; exit 2 ;;
   esac
 done
+if [ -n "$DESTDIR" ]; then
+  NO_SYSTEMCTL=1
+fi
 
-unit=$UNITDIR/montaged.service
-confdir=$SYSCONFDIR/montaged
+venv=$DESTDIR$PREFIX
+unit=$DESTDIR$UNITDIR/montaged.service
+confdir=$DESTDIR$SYSCONFDIR/montaged
 config=$confdir/config.toml
-sysusers=$SYSCONFDIR/sysusers.d/montaged.conf
-tmpfiles=$SYSCONFDIR/tmpfiles.d/montaged.conf
+sysusers=$DESTDIR$SYSCONFDIR/sysusers.d/montaged.conf
+tmpfiles=$DESTDIR$SYSCONFDIR/tmpfiles.d/montaged.conf
 SHIPPED_EXEC='ExecStart=/opt/montaged/bin/montaged run'
 
 systemctl_wanted() { [ "$NO_SYSTEMCTL" != 1 ]; }
@@ -43,31 +49,50 @@ put() {  # put MODE DEST < content
 }
 
 is_our_venv() {
-  [ -f "$PREFIX/pyvenv.cfg" ] && [ -x "$PREFIX/bin/python" ]
+  [ -f "$venv/pyvenv.cfg" ] && [ -x "$venv/bin/python" ]
+}
+
+# Staged with DESTDIR: the scripts' #! lines and the venv's own notes name DESTDIR/PREFIX, and
+# the compiled modules carry it as their file name (tracebacks would show it). Rewrite them
+# to name PREFIX.
+unstage() {
+  grep -rlI -F "$venv" "$venv/bin" "$venv/pyvenv.cfg" | while IFS= read -r f; do
+    sed "s|$venv|$PREFIX|g" "$f" > "$f.unstage" && chmod --reference="$f" "$f.unstage" && mv -f "$f.unstage" "$f"
+  done
+  "$venv/bin/python" -m compileall -q -f -s "$DESTDIR" "$venv/lib" >/dev/null
 }
 
 do_install() {
-  if [ -e "$PREFIX" ] && ! is_our_venv && [ -n "$(ls -A "$PREFIX" 2>/dev/null)" ]; then
-    echo "install.sh: $PREFIX exists and is not a virtualenv: refusing to install into it" >&2
+  if [ -e "$venv" ] && ! is_our_venv && [ -n "$(ls -A "$venv" 2>/dev/null)" ]; then
+    echo "install.sh: $venv exists and is not a virtualenv: refusing to install into it" >&2
     exit 1
   fi
   if ! "$PYTHON" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     echo "install.sh: $PYTHON is not Python 3.11+ with the venv module (Debian: apt-get install python3-venv)" >&2
     exit 1
   fi
-  echo "virtualenv: $PREFIX"
-  "$PYTHON" -m venv "$PREFIX"
+  echo "virtualenv: $venv"
+  "$PYTHON" -m venv "$venv"
   pip_opts="--quiet --disable-pip-version-check --no-warn-script-location"
   if [ -n "${MONTAGED_INSTALL_SITE_PACKAGES:-}" ]; then
     # Tests: the dependencies come from the test venv (montaged itself is built and copied).
-    site=$("$PREFIX/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     printf '%s\n' "$MONTAGED_INSTALL_SITE_PACKAGES" > "$site/montaged-install-test.pth"
   fi
+  # Built from a copy of what the package is made of, so a `sudo make install` leaves no
+  # root-owned build/ or *.egg-info in the clone, and nothing stale from an earlier build.
   # A copy, not an editable install: the service must not depend on this source tree.
+  build=$(mktemp -d)
+  trap 'rm -rf "$build"' EXIT
+  cp -R "$src/pyproject.toml" "$src/README.md" "$src/montaged" "$build/"
+  find "$build" -name __pycache__ -prune -exec rm -rf {} +
   # --upgrade: a second `make install` replaces the installed montaged with this tree's.
   # shellcheck disable=SC2086
-  "$PREFIX/bin/pip" install $pip_opts --upgrade "$src"
-  "$PREFIX/bin/montaged" --version >/dev/null
+  "$venv/bin/python" -m pip install $pip_opts --upgrade "$build"
+  if [ -n "$DESTDIR" ]; then
+    unstage
+  fi
+  "$venv/bin/python" -m montaged --version >/dev/null
 
   # The unit, with ExecStart pointed at this PREFIX.
   if [ "$(grep -c -x -F "$SHIPPED_EXEC" "$here/montaged.service")" != 1 ]; then
@@ -83,7 +108,7 @@ do_install() {
   if [ -e "$config" ]; then
     echo "config: kept the existing $config"
   else
-    echo "config: $config (the system paths; edit it, then: montaged config check $config)"
+    echo "config: $config (the system paths; edit it, then: montaged config check $SYSCONFDIR/montaged/config.toml)"
     mkdir -p "$confdir"
     sed -e 's|^watch = \["ingest"\]$|watch = ["/srv/ingest"]|' \
         -e 's|^output = "previews"$|output = "/srv/previews"|' \
@@ -112,10 +137,10 @@ do_uninstall() {
     fi
   done
   if is_our_venv; then
-    rm -rf "$PREFIX"
-    echo "removed $PREFIX"
-  elif [ -e "$PREFIX" ]; then
-    echo "left $PREFIX: it is not a virtualenv that make install made" >&2
+    rm -rf "$venv"
+    echo "removed $venv"
+  elif [ -e "$venv" ]; then
+    echo "left $venv: it is not a virtualenv that make install made" >&2
   fi
   if systemctl_wanted; then
     systemctl daemon-reload
@@ -123,7 +148,7 @@ do_uninstall() {
   if [ -e "$config" ]; then
     echo "kept $config: it may hold your changes (delete it yourself if you no longer need it)"
   fi
-  echo "kept the state directory (/var/lib/montaged), the user montaged and the ingest and output roots"
+  echo "kept the state directory (/var/lib/montaged by default), the user montaged and the ingest and output roots"
 }
 
 case $action in

@@ -75,14 +75,8 @@ def test_install_run_verify_uninstall(tmp_path):
                        env=dict(os.environ, SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER=""))
     assert v.returncode == 0 and (v.stdout + v.stderr).strip() == "", v.stdout + v.stderr
 
-    # A second install keeps the config the user edited.
+    # Uninstall removes what install made, keeps the config (it may have been edited) and says so.
     config.write_text(config.read_text() + "\n# edited by the admin\n")
-    r = make("install", tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert f"kept the existing {config}" in r.stdout
-    assert config.read_text().endswith("# edited by the admin\n")
-
-    # Uninstall removes what install made, keeps the config and says so.
     r = make("uninstall", tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert not prefix.exists()
@@ -100,5 +94,37 @@ def test_install_refuses_a_prefix_that_is_not_its_virtualenv(tmp_path):
     r = make("uninstall", tmp_path)
     assert r.returncode == 0 and "not a virtualenv" in r.stderr
     assert (tmp_path / "opt" / "precious.txt").read_text() == "keep me"
-    r = make("install", tmp_path, f"DESTDIR={tmp_path}/stage")
-    assert r.returncode == 2 and "DESTDIR is not supported" in r.stderr
+
+
+def test_destdir_stages_an_install_that_works_once_moved(tmp_path):
+    """Packaging: everything lands under DESTDIR, names PREFIX, and runs once moved there."""
+    need_tool("make")
+    stage = tmp_path / "stage"
+    # A config that is already there (an admin's) is kept as it is.
+    config = stage / str(tmp_path / "etc" / "montaged" / "config.toml").lstrip("/")
+    config.parent.mkdir(parents=True)
+    config.write_text('[paths]\nwatch = ["/data/ingest"]\n')
+    r = make("install", tmp_path, f"DESTDIR={stage}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "NO_SYSTEMCTL=1" in r.stdout  # DESTDIR never touches the running system
+    assert f"kept the existing {config}" in r.stdout
+    assert config.read_text() == '[paths]\nwatch = ["/data/ingest"]\n'
+    staged = stage / str(tmp_path / "opt").lstrip("/")
+    assert (staged / "bin" / "montaged").exists() and not (tmp_path / "opt").exists()
+    for rel in ("unit/montaged.service", "etc/montaged/config.toml", "etc/sysusers.d/montaged.conf"):
+        assert (stage / str(tmp_path / rel).lstrip("/")).exists(), rel
+    # No staged file (scripts, venv notes, compiled modules) remembers the staging folder.
+    leaks = subprocess.run(["grep", "-rl", "-F", str(stage), str(stage)], capture_output=True, text=True)
+    assert leaks.stdout == "", leaks.stdout
+    # Moved into place, as a package manager would, it runs.
+    staged.rename(tmp_path / "opt")
+    exe = tmp_path / "opt" / "bin" / "montaged"
+    r2 = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r2.returncode == 0 and r2.stdout.strip() == "montaged 0.1.0", r2.stdout + r2.stderr
+    # A traceback names the installed file (the modules were compiled for PREFIX, not the stage).
+    tb = subprocess.run([str(tmp_path / "opt" / "bin" / "python"), "-c",
+                         "import montaged.store as s; s.Store(__import__('sys').argv[1], readonly=True)", str(tmp_path / "none")],
+                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert f'File "{tmp_path}/opt/lib/' in tb.stderr and str(stage) not in tb.stderr, tb.stderr
+    unit = stage / str(tmp_path / "unit" / "montaged.service").lstrip("/")
+    assert [ln for ln in unit.read_text().splitlines() if ln.startswith("ExecStart=")] == [f"ExecStart={exe} run"]
