@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from montaged.logs import journal_items
-from tests.helpers import missing_tool, need_tool, wait_until
+from montaged.logs import journal_items, under_systemd
+from tests.helpers import DaemonProcess, missing_tool, need_tool, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 JOURNALD = "/lib/systemd/systemd-journald"
@@ -145,3 +145,62 @@ def test_without_the_native_socket_lines_reach_the_journal_with_their_priority(p
     assert got[0]["MESSAGE"].startswith("montaged.watch: settled /srv/in/a b.mp4")
     assert "MONTAGED_PATH" not in got[0]
     assert [e["PRIORITY"] for e in got[:3]] == ["6", "4", "3"]
+
+
+class DaemonUnderJournald(DaemonProcess):
+    """``montaged run`` as systemd would start it with ``LogNamespace=``: stderr is a stream
+    connection to the namespace's journald, ``$JOURNAL_STREAM`` names it, and in the daemon's
+    own mount namespace ``/run/systemd/journal`` is the namespace's socket folder, so the
+    daemon's records go to the default socket path there."""
+
+    def __init__(self, config, state, namespace, tmp):
+        super().__init__(config, state, env={"JOURNAL_STREAM": ""})
+        self.namespace = namespace
+        self.tmp = tmp
+
+    def start(self, wait: bool = True):
+        unshare = need_tool("unshare", "util-linux")
+        need_tool("mount", "mount")
+        (self.tmp / "run-systemd" / "journal").mkdir(parents=True)
+        stream = journal_stream(self.namespace, "montaged")
+        st = os.fstat(stream.fileno())
+        self.env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        script = ('mount --bind "$1" "$2/journal" && mount --rbind "$2" /run/systemd && '
+                  'exec "$3" -m montaged run --config "$4"')
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+             f"/run/systemd/journal.{self.namespace}", str(self.tmp / "run-systemd"), sys.executable, str(self.config)],
+            env=self.env, stdout=self.log, stderr=stream.fileno(), start_new_session=True,
+        )
+        stream.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+
+@pytest.mark.slow
+def test_the_daemons_events_reach_the_journal_with_their_fields(private_journal, layout, tracks, tmp_path):
+    import shutil
+
+    namespace, _, journalctl = private_journal
+    song = layout["root"] / "hike" / "song.wav"
+    song.parent.mkdir()
+    with DaemonUnderJournald(layout["config"], layout["state"], namespace, tmp_path) as d:
+        shutil.copy(tracks[0], song)
+        wait_until(lambda: d.status()["files"]["analyzed"] == 1, 60, what="song.wav analysed")
+        # What `montaged logs` goes by: the daemon recorded that its log is the journal.
+        assert under_systemd(layout["state"]) is True
+    got = wait_until(lambda: entries(journalctl, namespace, f"MONTAGED_PATH={song}") or None, 20,
+                     what="the daemon's entries about song.wav")
+    analysing = [e for e in got if e["MESSAGE"].startswith("montaged.daemon: analysing")]
+    assert len(analysing) == 1, [e["MESSAGE"] for e in got]
+    (job,) = d.jobs()
+    assert analysing[0]["MONTAGED_JOB"] == str(job["id"])
+    assert analysing[0]["_TRANSPORT"] == "journal" and analysing[0]["SYSLOG_IDENTIFIER"] == "montaged"
+    assert int(analysing[0]["_PID"]) == d.proc.pid
+    # journalctl finds the same entry by its job, as `journalctl -u montaged MONTAGED_JOB=N` would.
+    by_job = entries(journalctl, namespace, f"MONTAGED_JOB={job['id']}")
+    assert analysing[0]["__CURSOR"] in {e["__CURSOR"] for e in by_job}
+    # Nothing fell back to the stream (that would be a send failure).
+    assert entries(journalctl, namespace, "_TRANSPORT=stdout") == []
