@@ -62,6 +62,9 @@ class Daemon:
         self.observers: Observers | None = None
         self.settler: Settler | None = None
         self.hashing: ThreadPoolExecutor | None = None
+        # Re-keying a store from before BLAKE3 hashes every file again: on a thread of its own,
+        # so that a file dropped in meanwhile is not queued behind the whole store.
+        self.rekey_hashing: ThreadPoolExecutor | None = None
         self.hash_futures: dict[Future, tuple[int, str, os.stat_result | None, bool]] = {}
         # The store still keys features by BLAKE2b digests: hash both ways (digest.py).
         self._legacy_digests = False
@@ -137,8 +140,9 @@ class Daemon:
             for job in self.executor.shutdown(wait=False):
                 if self.store:
                     jobs.requeue_uncharged(self.store, job)
-        if self.hashing:
-            self.hashing.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.hashing, self.rekey_hashing):
+            if pool:
+                pool.shutdown(wait=False, cancel_futures=True)
         if self.store:
             try:
                 self.store.set_meta("daemon", {**(self._meta_written or {}), "running": False, "stopped": utcnow()})
@@ -339,7 +343,13 @@ class Daemon:
 
     # ---- hashing ---------------------------------------------------------------------------------
     def _hash(self, file_id: int, path: str, st: os.stat_result | None = None, rekey: bool = False) -> None:
-        future = self.hashing.submit(hash_file, path, legacy=self._legacy_digests)
+        if rekey:
+            if self.rekey_hashing is None:
+                self.rekey_hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="montaged-rekey")
+            pool = self.rekey_hashing
+        else:
+            pool = self.hashing
+        future = pool.submit(hash_file, path, legacy=self._legacy_digests)
         self.hash_futures[future] = (file_id, path, st, rekey)
         future.add_done_callback(lambda _f: self._wake())
 

@@ -400,7 +400,7 @@ def _has_surrogates(text: str) -> bool:
 
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
-_JOURNAL_KEY = re.compile(r"[A-Z0-9][A-Z0-9_]{0,63}\Z")
+_JOURNAL_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,63}\Z")
 
 
 def _field_bytes(value: object) -> bytes:
@@ -418,8 +418,8 @@ def journal_payload(fields: Mapping[str, object]) -> bytes:
 
     ``KEY=value\n`` for a value without a newline; ``KEY\n`` + its length as a little-endian
     64-bit integer + the value + ``\n`` for one with newlines or any other bytes (binary-safe).
-    Keys are upper case letters, digits and ``_``, not starting with ``_`` (journald reserves
-    those for the fields it adds itself); a key that breaks the rule raises ``ValueError``.
+    Keys are upper case letters, digits and ``_``, at most 64, starting with a letter (journald
+    drops other fields; ``_`` starts the fields it adds itself): others raise ``ValueError``.
     """
     out = bytearray()
     for key, value in fields.items():

@@ -350,7 +350,7 @@ def test_journal_payload_forms():
     assert payload == (b"MESSAGE\n" + (9).to_bytes(8, "little") + b"two\nlines\n"
                        b"MONTAGED_PATH=/a/\xff\nPRIORITY=6\nEMPTY=\n")
     assert parse_native(payload) == {"MESSAGE": b"two\nlines", "MONTAGED_PATH": b"/a/\xff", "PRIORITY": b"6", "EMPTY": b""}
-    for bad in ("_PID", "lower", "A=B", "", "X" * 65):
+    for bad in ("_PID", "1ST", "lower", "A=B", "", "X" * 65):
         with pytest.raises(ValueError):
             journal_payload({bad: "x"})
 
