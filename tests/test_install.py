@@ -7,6 +7,7 @@ them again; montaged itself is built and copied into it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import need_tool
+from tests.helpers import missing_tool, need_tool
 
 pytestmark = pytest.mark.slow
 
@@ -70,10 +71,12 @@ def test_install_run_verify_uninstall(tmp_path):
                                          "etc/sysusers.d/montaged.conf", "etc/tmpfiles.d/montaged.conf"}
 
     # systemd accepts the installed unit as it is (verify also checks that ExecStart exists).
-    tool = need_tool("systemd-analyze", "systemd")
-    v = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER=""))
-    assert v.returncode == 0 and (v.stdout + v.stderr).strip() == "", v.stdout + v.stderr
+    # Without systemd-analyze the rest still runs; the test is then skipped at the end.
+    tool = shutil.which("systemd-analyze")
+    if tool is not None:
+        v = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER=""))
+        assert v.returncode == 0 and (v.stdout + v.stderr).strip() == "", v.stdout + v.stderr
 
     # Uninstall removes what install made, keeps the config (it may have been edited) and says so.
     config.write_text(config.read_text() + "\n# edited by the admin\n")
@@ -83,6 +86,8 @@ def test_install_run_verify_uninstall(tmp_path):
     assert installed_files(tmp_path) == {"etc/montaged/config.toml"}
     assert f"kept {config}" in r.stdout
     assert config.read_text().endswith("# edited by the admin\n")
+    if tool is None:
+        missing_tool("systemd-analyze is not installed (apt-get install systemd): the installed unit was not verified")
 
 
 def test_install_refuses_a_prefix_that_is_not_its_virtualenv(tmp_path):
