@@ -4,14 +4,24 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# `sudo make install` / `sudo make uninstall` (README, "Running as a systemd service").
+PREFIX       ?= /opt/montaged
+UNITDIR      ?= /etc/systemd/system
+SYSCONFDIR   ?= /etc
+NO_SYSTEMCTL ?=
+DESTDIR      ?=
+INSTALL_VARS  = PREFIX='$(PREFIX)' UNITDIR='$(UNITDIR)' SYSCONFDIR='$(SYSCONFDIR)' \
+                NO_SYSTEMCTL='$(NO_SYSTEMCTL)' DESTDIR='$(DESTDIR)' PYTHON='$(PYTHON)'
 
-.PHONY: help test demo bench soak clean
+.PHONY: help test demo bench soak clean install uninstall
 
 help:
 	@echo "make demo   - set up .venv, generate a demo folder, run the daemon, render a preview"
 	@echo "make test   - set up .venv with the test extras and run the whole test suite"
 	@echo "make bench  - run the benchmarks against PySceneDetect and librosa (writes benchmarks/results/)"
 	@echo "make soak   - the long reliability variants"
+	@echo "sudo make install   - a virtualenv in PREFIX (/opt/montaged), the systemd unit, a default config"
+	@echo "sudo make uninstall - remove them again (keeps the config, the state and the roots)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +48,9 @@ bench: $(VENV)/.installed-bench $(VENV)/.installed-test
 
 soak: $(VENV)/.installed-test
 	MONTAGED_SOAK=1 $(PY) -m pytest tests/reliability -m "soak or not soak" $(PYTEST_ARGS)
+
+install uninstall:
+	$(INSTALL_VARS) sh systemd/install.sh $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis benchmarks/.cache .montaged-state ingest previews

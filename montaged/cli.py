@@ -159,7 +159,7 @@ def status(config_path: str | None, as_json: bool, watch: bool) -> None:
     from montaged.status import status_document
 
     settings = _settings(config_path)
-    fetch = functools.partial(status_document, settings.paths.state)
+    fetch = functools.partial(status_document, settings.paths.state, settings.paths.watch)
     if watch and not as_json:
         from montaged.statusview import watch_status
 

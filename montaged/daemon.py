@@ -24,7 +24,7 @@ from pathlib import Path
 
 from montaged import __version__, jobs
 from montaged.config import Settings, load_settings
-from montaged.digest import file_digest
+from montaged.digest import hash_file
 from montaged.errors import ConfigError, ManifestError, MontagedError, StoreError
 from montaged.executors import LocalExecutor, make_executor
 from montaged.jobs import JobKind
@@ -62,7 +62,12 @@ class Daemon:
         self.observers: Observers | None = None
         self.settler: Settler | None = None
         self.hashing: ThreadPoolExecutor | None = None
-        self.hash_futures: dict[Future, tuple[int, str, os.stat_result]] = {}
+        # Re-keying a store from before BLAKE3 hashes every file again: on a thread of its own,
+        # so that a file dropped in meanwhile is not queued behind the whole store.
+        self.rekey_hashing: ThreadPoolExecutor | None = None
+        self.hash_futures: dict[Future, tuple[int, str, os.stat_result | None, bool]] = {}
+        # The store still keys features by BLAKE2b digests: hash both ways (digest.py).
+        self._legacy_digests = False
         self.roots: dict[str, dict] = {}
         self.started = time.time()
         self._last = {"leases": 0.0, "meta": 0.0, "folders": 0.0, "roots": 0.0, "progress": 0.0, "forget": 0.0, "summary": 0.0}
@@ -113,10 +118,13 @@ class Daemon:
         roots = [str(r) for r in s.paths.watch]
         self.settler = Settler(s, roots)
         self.observers = Observers(s, self.events)
+        self._legacy_digests = self.store.has_legacy_digests()
         for root in roots:
             self._bring_root_online(root, initial=True)
         for file_id, path in jobs.files_needing_digest(self.store):
             self._hash(file_id, path)
+        if self._legacy_digests:
+            self._rekey_legacy_files()
         self._write_meta(force=True)
         log.info(
             "montaged %s started: watching %s, output %s, state %s",
@@ -132,8 +140,9 @@ class Daemon:
             for job in self.executor.shutdown(wait=False):
                 if self.store:
                     jobs.requeue_uncharged(self.store, job)
-        if self.hashing:
-            self.hashing.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.hashing, self.rekey_hashing):
+            if pool:
+                pool.shutdown(wait=False, cancel_futures=True)
         if self.store:
             try:
                 self.store.set_meta("daemon", {**(self._meta_written or {}), "running": False, "stopped": utcnow()})
@@ -333,10 +342,33 @@ class Daemon:
                 self._last["folders"] = 0.0
 
     # ---- hashing ---------------------------------------------------------------------------------
-    def _hash(self, file_id: int, path: str, st: os.stat_result | None = None) -> None:
-        future = self.hashing.submit(file_digest, path)
-        self.hash_futures[future] = (file_id, path, st)
+    def _hash(self, file_id: int, path: str, st: os.stat_result | None = None, rekey: bool = False) -> None:
+        if rekey:
+            if self.rekey_hashing is None:
+                self.rekey_hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="montaged-rekey")
+            pool = self.rekey_hashing
+        else:
+            pool = self.hashing
+        future = pool.submit(hash_file, path, legacy=self._legacy_digests)
+        self.hash_futures[future] = (file_id, path, st, rekey)
         future.add_done_callback(lambda _f: self._wake())
+
+    def _rekey_legacy_files(self) -> None:
+        """Files keyed by a BLAKE2b digest (a store from before BLAKE3) that are unchanged since:
+        hash them again, both ways, so that set_digest moves their features to the BLAKE3 digest.
+        A changed file was already sent to hashing by the scan, as any changed file is."""
+        count = 0
+        for file_id, path, recorded in jobs.files_with_legacy_digests(self.store):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # gone or offline: the scan and the watcher deal with it
+            if (st.st_size, st.st_mtime_ns, st.st_ino) == recorded:
+                self._hash(file_id, path, st, rekey=True)
+                count += 1
+        if count:
+            log.info("re-keying %d file(s) from BLAKE2b to BLAKE3 digests: hashing them again, "
+                     "without analysing them again", count)
 
     def _wake(self) -> None:
         """Make the main loop's wait end now (called from other threads when work finished)."""
@@ -344,9 +376,9 @@ class Daemon:
 
     def _collect_hashes(self) -> None:
         for future in [f for f in self.hash_futures if f.done()]:
-            file_id, path, st = self.hash_futures.pop(future)
+            file_id, path, st, rekey = self.hash_futures.pop(future)
             try:
-                digest = future.result()
+                digests = future.result()
             except OSError as exc:
                 if exc.errno == errno.ENOENT:
                     jobs.file_gone(self.store, path)
@@ -355,12 +387,17 @@ class Daemon:
                 log.warning("%s: %s", path, message, extra={"path": path})
                 jobs.file_failed(self.store, file_id, message)
                 continue
-            state = jobs.set_digest(self.store, file_id, digest, st)
+            state = jobs.set_digest(self.store, file_id, digests.current, st, legacy=digests.legacy)
             if state == "analyzed":
-                log.info("already analysed (same content seen before): %s", path, extra={"path": path})
-                self._inputs_changed(path)
+                if not rekey:
+                    log.info("already analysed (same content seen before): %s", path, extra={"path": path})
+                    self._inputs_changed(path)
             elif state == "pending":
                 self._hash(file_id, path)  # changed while hashing: hash the new content
+        if self._legacy_digests and not self.hash_futures:
+            self._legacy_digests = self.store.has_legacy_digests()
+            if not self._legacy_digests:
+                log.info("every stored analysis is now keyed by its BLAKE3 digest")
 
     # ---- jobs ------------------------------------------------------------------------------------
     def _dispatch(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from pathlib import Path
 import msgpack
 
 from montaged.store import Store, path_raw, path_text, utcnow
+
+log = logging.getLogger("montaged.jobs")
 
 
 class FileState(str, enum.Enum):
@@ -106,12 +109,19 @@ def record_file(store: Store, path: str, root: str, st: os.stat_result) -> tuple
         return cur.lastrowid, True
 
 
-def set_digest(store: Store, file_id: int, digest: str, st: os.stat_result | None = None) -> str:
+def set_digest(store: Store, file_id: int, digest: str, st: os.stat_result | None = None, *,
+               legacy: str | None = None) -> str:
     """The file's content digest is known: mark it analysed if its features exist, else join or
     create the analysis job for that digest. Returns the file's new state.
 
     ``st`` is the stat taken before hashing: if the file changed meanwhile, the row keeps the
-    newer stat and will be hashed again, so a digest is never paired with other content."""
+    newer stat and will be hashed again, so a digest is never paired with other content.
+
+    ``legacy``: the file's BLAKE2b digest, computed from the same read (digest.hash_file), while
+    the store still keys features by such digests. Whatever the store keeps under it (features,
+    other copies of the content, jobs) is re-keyed to ``digest``, so the file is not analysed
+    again. If an analysis of the legacy digest is queued or running, the file joins it under the
+    legacy digest instead, and is re-keyed when it is next hashed."""
     now = utcnow()
     released: list[str] = []
     with store.atomic() as conn:
@@ -120,6 +130,19 @@ def set_digest(store: Store, file_id: int, digest: str, st: os.stat_result | Non
             return FileState.GONE.value
         if st is not None and (row["size"], row["mtime_ns"]) != (st.st_size, st.st_mtime_ns):
             return row["state"]
+        if legacy is not None and legacy != digest:
+            active = conn.execute(
+                f"SELECT 1 FROM jobs WHERE kind = 'analyze' AND digest = ? AND state IN {ACTIVE_JOB_STATES} LIMIT 1",
+                (legacy,),
+            ).fetchone()
+            if active is not None:
+                digest = legacy
+            else:
+                if store.rekey(legacy, digest):
+                    log.info("features of %s re-keyed from BLAKE2b %s to %s (not analysed again)", row["path"], legacy, digest,
+                             extra={"path": row["path"]})
+                released.append(legacy)  # whatever is still keyed by it (nothing, if all moved)
+            row = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
         if row["digest"] and row["digest"] != digest:
             released.append(row["digest"])
         if store.has_features(digest):
@@ -229,6 +252,16 @@ def known_files(store: Store, root: str) -> dict[str, tuple[int, int, int]]:
         (len(raw), raw),
     )
     return {os.fsdecode(bytes(r["rawpath"])): (r["size"], r["mtime_ns"], r["inode"]) for r in rows}
+
+
+def files_with_legacy_digests(store: Store) -> list[tuple[int, str, tuple[int, int, int]]]:
+    """Files still keyed by a BLAKE2b digest (from before BLAKE3): (id, path, (size, mtime_ns,
+    inode) as recorded). The daemon hashes them again at start-up, both ways, to re-key them."""
+    rows = store.query(
+        "SELECT id, rawpath, size, mtime_ns, inode FROM files "
+        "WHERE state != 'gone' AND digest IS NOT NULL AND substr(digest, 1, 3) != 'b3:'"
+    )
+    return [(r["id"], os.fsdecode(bytes(r["rawpath"])), (r["size"], r["mtime_ns"], r["inode"])) for r in rows]
 
 
 def files_needing_digest(store: Store) -> list[tuple[int, str]]:

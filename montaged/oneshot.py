@@ -9,7 +9,7 @@ from typing import Callable
 
 from montaged.analysis import Analysis, analyze_path
 from montaged.config import Settings
-from montaged.digest import file_digest
+from montaged.digest import hash_file
 from montaged.errors import StoreError
 
 log = logging.getLogger("montaged.oneshot")
@@ -37,11 +37,17 @@ def cached_analyzer(settings: Settings, say: Callable[[str], None] | None = None
         except StoreError as exc:
             log.warning("not using the stored features: %s", exc)
 
+    # A store from before BLAKE3 may still key features by BLAKE2b digests (a read-only store
+    # cannot re-key them): look under both.
+    legacy = store is not None and store.has_legacy_digests()
+
     def analyze(path) -> Analysis:
         if store is not None:
-            found = store.get_features(file_digest(str(path)))
-            if found is not None:
-                return found
+            digests = hash_file(str(path), legacy=legacy)
+            for digest in digests:
+                found = store.get_features(digest) if digest else None
+                if found is not None:
+                    return found
         if say:
             say(f"analysing {path}")
         return analyze_path(str(path), (lambda f: progress(str(path), f)) if progress else None)

@@ -3,20 +3,27 @@
 Two small, independent pieces:
 
 * :class:`Notifier` speaks the sd_notify protocol (``READY=1``, ``STATUS=``, ``WATCHDOG=1``,
-  ``RELOADING=1``, ``STOPPING=1``). It uses ``systemd.daemon.notify`` when systemd-python is
-  installed, else sends the datagram itself. Outside systemd it does nothing.
+  ``RELOADING=1``, ``STOPPING=1``): one datagram to ``$NOTIFY_SOCKET``. Outside systemd it does
+  nothing.
 * :func:`setup_logging` routes records to the journal when stderr is connected to it (systemd
-  sets ``$JOURNAL_STREAM``), else to a rotating ``montaged.log`` in the state directory plus
+  sets ``$JOURNAL_STREAM``): :class:`JournalHandler` sends journald's native protocol with
+  ``MONTAGED_*`` fields; else to a rotating ``montaged.log`` in the state directory plus
   stderr. The file's line format is the one :mod:`montaged.logs` parses::
 
       2026-11-26T21:00:00.123Z INFO montaged.watch: settled /srv/a.mp4 [path=/srv/a.mp4 job=7]
 
 Modules log with ``log.info("settled %s", p, extra={"path": p, "job": 7, "folder": f})``; the
 extras become the bracketed suffix in the file and ``MONTAGED_PATH=`` style journal fields.
+
+Both protocols are a few lines over an AF_UNIX datagram socket, so montaged speaks them itself:
+systemd-python (a C extension that needs libsystemd-dev and a compiler to install) is not used.
 """
 
 from __future__ import annotations
 
+import array
+import errno
+import fcntl
 import logging
 import logging.handlers
 import os
@@ -27,7 +34,7 @@ import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from montaged.errors import MontagedError
 
@@ -71,13 +78,9 @@ def _monotonic_usec() -> int:
 class Notifier:
     """Send sd_notify state changes to systemd; a silent no-op when not started by systemd.
 
-    ``backend``: ``"auto"`` uses systemd-python's ``systemd.daemon.notify`` when it can be
-    imported, ``"builtin"`` always sends the datagram itself (what tests exercise).
-
-    ``unset_environment=True`` removes ``NOTIFY_SOCKET``/``WATCHDOG_*`` from ``os.environ`` after
-    reading them, so worker processes (which inherit the environment) never talk to systemd in
-    the daemon's name. It implies the built-in sender, because ``sd_notify`` reads the
-    environment on every call.
+    The socket address is read once, at construction. ``unset_environment=True`` then removes
+    ``NOTIFY_SOCKET``/``WATCHDOG_*`` from ``os.environ``, so worker processes (which inherit the
+    environment) never talk to systemd in the daemon's name.
 
     No method ever raises because of the socket: the first failure is logged as a warning, later
     ones at debug level, so a vanished notify socket cannot take the daemon down.
@@ -87,11 +90,8 @@ class Notifier:
         self,
         environ: Mapping[str, str] | None = None,
         *,
-        backend: str = "auto",
         unset_environment: bool = False,
     ) -> None:
-        if backend not in ("auto", "builtin"):
-            raise ValueError(f"unknown sd_notify backend: {backend!r}")
         env = os.environ if environ is None else environ
         self._raw_address = env.get("NOTIFY_SOCKET", "")
         self._address = _notify_address(self._raw_address)
@@ -106,15 +106,6 @@ class Notifier:
         if unset_environment and isinstance(env, MutableMapping):
             for name in _NOTIFY_ENV:
                 env.pop(name, None)
-
-        self._systemd_notify: Callable[[str], object] | None = None
-        if backend == "auto" and environ is None and not unset_environment and self._address:
-            try:
-                from systemd import daemon as sd_daemon  # type: ignore[import-not-found]
-            except ImportError:
-                sd_daemon = None
-            if sd_daemon is not None:
-                self._systemd_notify = sd_daemon.notify
 
     @staticmethod
     def _read_watchdog(env: Mapping[str, str]) -> float | None:
@@ -141,13 +132,6 @@ class Notifier:
     def enabled(self) -> bool:
         """True when there is a notify socket to talk to."""
         return self._address is not None
-
-    @property
-    def backend(self) -> str:
-        """``"systemd-python"``, ``"builtin"`` or ``"none"`` (no socket)."""
-        if not self.enabled:
-            return "none"
-        return "systemd-python" if self._systemd_notify is not None else "builtin"
 
     @property
     def watchdog_interval(self) -> float | None:
@@ -219,10 +203,7 @@ class Notifier:
         if self._address is None:
             return
         try:
-            if self._systemd_notify is not None:
-                self._systemd_notify(message)
-            else:
-                self._send(message.encode("utf-8", "backslashreplace"))
+            self._send(message.encode("utf-8", "backslashreplace"))
         except OSError as exc:
             self._report(exc)
 
@@ -418,35 +399,125 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-def _journal_handler_class() -> type[logging.Handler] | None:
-    """A JournalHandler subclass that sends our fields, or None without systemd-python."""
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+_JOURNAL_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,63}\Z")
+
+
+def _field_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    text = str(value)
     try:
-        from systemd import journal  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # lone surrogates that did not come from surrogateescape
+        return text.encode("utf-8", "backslashreplace")
 
-    class MontagedJournalHandler(journal.JournalHandler):
-        """Sends explicit fields itself: JournalHandler's own handling of ``extra=`` differs
-        between systemd-python releases (some drop it, some forward every record attribute)."""
 
-        def emit(self, record: logging.LogRecord) -> None:
-            try:
-                msg = self.format(record)
-                journal.send(
-                    msg,
-                    PRIORITY=str(syslog_priority(record.levelno)),
-                    LOGGER=record.name,
-                    THREAD_NAME=record.threadName,
-                    CODE_FILE=record.pathname,
-                    CODE_LINE=record.lineno,
-                    CODE_FUNC=record.funcName,
-                    SYSLOG_IDENTIFIER="montaged",
-                    **journal_fields(record),
-                )
-            except (OSError, ValueError, TypeError):
-                self.handleError(record)
+def journal_payload(fields: Mapping[str, object]) -> bytes:
+    """One journal entry in journald's native protocol (systemd.io/JOURNAL_NATIVE_PROTOCOL).
 
-    return MontagedJournalHandler
+    ``KEY=value\n`` for a value without a newline; ``KEY\n`` + its length as a little-endian
+    64-bit integer + the value + ``\n`` for one with newlines or any other bytes (binary-safe).
+    Keys are upper case letters, digits and ``_``, at most 64, starting with a letter (journald
+    drops other fields; ``_`` starts the fields it adds itself): others raise ``ValueError``.
+    """
+    out = bytearray()
+    for key, value in fields.items():
+        if not _JOURNAL_KEY.match(key):
+            raise ValueError(f"not a journal field name: {key!r}")
+        data = _field_bytes(value)
+        if b"\n" in data:
+            out += key.encode("ascii") + b"\n" + len(data).to_bytes(8, "little") + data + b"\n"
+        else:
+            out += key.encode("ascii") + b"=" + data + b"\n"
+    return bytes(out)
+
+
+class JournalHandler(logging.Handler):
+    """Log records as journal entries over journald's native socket, with our own fields.
+
+    Every entry has ``MESSAGE`` (``logger: message [extras]`` and any traceback, so a plain
+    ``journalctl -u montaged`` reads like the log file), ``PRIORITY``, ``SYSLOG_IDENTIFIER``,
+    ``LOGGER``, ``THREAD_NAME``, ``CODE_FILE``/``CODE_LINE``/``CODE_FUNC`` and the ``MONTAGED_*``
+    fields of :func:`journal_fields`. journald adds ``_PID``, ``_SYSTEMD_UNIT`` and the other
+    trusted fields itself from the socket's credentials.
+
+    An entry too big for one datagram goes in a sealed memfd whose descriptor is sent instead,
+    as sd_journal_send(3) does. If the socket cannot be reached (journald restarting), the
+    record is written to ``fallback`` (stderr: the unit's journal stream) with its ``<N>``
+    priority prefix, so nothing is lost; the first such failure says why on that stream.
+    """
+
+    def __init__(self, address: str = JOURNAL_SOCKET, fallback: TextIO | None = None) -> None:
+        super().__init__()
+        self.address = address
+        self._fallback = fallback
+        self._fallback_formatter = PriorityPrefixFormatter()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        # A wedged journald must not wedge the main loop: wait a bounded time, then fall back.
+        self._sock.settimeout(2.0)
+        self._error_reported = False
+
+    def fields(self, record: logging.LogRecord) -> dict[str, object]:
+        return {
+            "MESSAGE": self.format(record),
+            "PRIORITY": str(syslog_priority(record.levelno)),
+            "SYSLOG_IDENTIFIER": "montaged",
+            "LOGGER": record.name,
+            "THREAD_NAME": record.threadName or "",
+            "CODE_FILE": record.pathname,
+            "CODE_LINE": str(record.lineno),
+            "CODE_FUNC": record.funcName,
+            **journal_fields(record),
+        }
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            payload = journal_payload(self.fields(record))
+        except (ValueError, TypeError):
+            self.handleError(record)
+            return
+        try:
+            self._send(payload)
+        except OSError as exc:
+            self._to_fallback(record, exc)
+
+    def _send(self, payload: bytes) -> None:
+        try:
+            self._sock.sendto(payload, self.address)
+        except OSError as exc:
+            if exc.errno not in (errno.EMSGSIZE, errno.ENOBUFS):
+                raise
+            self._send_memfd(payload)
+
+    def _send_memfd(self, payload: bytes) -> None:
+        fd = os.memfd_create("montaged-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+            # journald only reads a memfd that can no longer change.
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL)
+            self._sock.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))], 0, self.address)
+        finally:
+            os.close(fd)
+
+    def _to_fallback(self, record: logging.LogRecord, exc: OSError) -> None:
+        stream = self._fallback if self._fallback is not None else sys.stderr
+        try:
+            if not self._error_reported:
+                self._error_reported = True
+                stream.write(f"<4>montaged.service: cannot send to the journal socket {self.address}: {exc}; "
+                             "writing to stderr instead\n")
+            stream.write(self._fallback_formatter.format(record) + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            self.handleError(record)
+
+    def close(self) -> None:
+        self._sock.close()
+        super().close()
 
 
 class _JournalMessageFormatter(_BaseFormatter):
@@ -485,7 +556,7 @@ def parse_level(level: str | int) -> int:
 class LoggingSetup:
     """Where records go after :func:`setup_logging`.
 
-    ``sink``: ``"journal"`` (systemd-python JournalHandler), ``"journal-stderr"`` (``<N>``
+    ``sink``: ``"journal"`` (:class:`JournalHandler`, native protocol), ``"journal-stderr"`` (``<N>``
     prefixed lines on stderr, read by journald), ``"file"`` (rotating ``log_file`` + stderr) or
     ``"stderr"`` (no state directory given).
     """
@@ -511,8 +582,13 @@ def setup_logging(
     backup_count: int = LOG_BACKUP_COUNT,
     environ: Mapping[str, str] | None = None,
     stream: TextIO | None = None,
+    journal_socket: str = JOURNAL_SOCKET,
 ) -> LoggingSetup:
     """Route log records to the journal, or to ``state_dir/montaged.log`` plus stderr.
+
+    Under systemd (stderr is the journal stream), records go to journald's native socket
+    ``journal_socket`` with their fields; if that socket does not exist, they go to stderr as
+    ``<N>``-prefixed lines, which journald stores with their priority but without fields.
 
     Safe to call again (on SIGHUP with a new level or state directory): the handlers installed
     by the previous call are closed and replaced. ``level`` applies to the ``montaged`` loggers;
@@ -529,9 +605,8 @@ def setup_logging(
     handlers: list[logging.Handler] = []
     log_file: Path | None = None
     if stderr_is_journal(environ):
-        journal_cls = _journal_handler_class()
-        if journal_cls is not None:
-            handler: logging.Handler = journal_cls()
+        if os.path.exists(journal_socket):
+            handler: logging.Handler = JournalHandler(journal_socket, fallback=stream)
             handler.setFormatter(_JournalMessageFormatter())
             sink = "journal"
         else:

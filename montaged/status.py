@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from montaged import __version__
@@ -18,8 +19,13 @@ from montaged.store import Store, path_raw, path_text
 FILE_STATES = ("pending", "queued", "running", "analyzed", "failed", "quarantined")
 
 
-def status_document(state_dir: Path) -> dict:
-    """The ``status --json`` document. Works (with empty sections) before the first start."""
+def status_document(state_dir: Path, watch: Iterable[str | os.PathLike] = ()) -> dict:
+    """The ``status --json`` document. Works (with empty sections) before the first start.
+
+    ``watch``: the configured watch roots. While the daemon is not running and has recorded no
+    roots of its own (before the first start), these are listed, not watched
+    (``"observer": None, "online": False``), so that status names what a start would watch.
+    """
     pid = daemon_pid(state_dir)
     doc = {
         "daemon": {"running": pid is not None, "pid": pid if pid and pid > 0 else None, "version": __version__, "uptime_s": None,
@@ -29,6 +35,8 @@ def status_document(state_dir: Path) -> dict:
         "running": [],
         "problems": [],
     }
+    if pid is None:
+        doc["daemon"]["roots"] = [{"path": str(r), "observer": None, "online": False, "error": None} for r in watch]
     if not (Path(state_dir) / "montaged.db").exists():
         return doc
     with Store(state_dir, readonly=True) as store:
@@ -42,10 +50,11 @@ def status_document(state_dir: Path) -> dict:
             d["version"] = meta.get("version", __version__)
             if meta.get("started"):
                 d["uptime_s"] = round(time.time() - meta["started"], 1)
-        d["roots"] = [
-            {"path": r["path"], "observer": r.get("observer"), "online": bool(r.get("online")) and pid is not None, "error": r.get("error")}
-            for r in meta.get("roots", [])
-        ]
+        if meta.get("roots") or pid is not None:
+            d["roots"] = [
+                {"path": r["path"], "observer": r.get("observer"), "online": bool(r.get("online")) and pid is not None, "error": r.get("error")}
+                for r in meta.get("roots", [])
+            ]
         d["executor"] = meta.get("executor") if pid is not None else None
         d["output"] = meta.get("output")
         for row in store.query("SELECT state, COUNT(*) AS n FROM files WHERE state != 'gone' GROUP BY state"):

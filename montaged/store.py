@@ -5,9 +5,11 @@
 - Schema changes are named migrations, each applied in one transaction and recorded in
   ``_migrations``; ``PRAGMA user_version`` holds the schema version so a database written by a
   newer montaged is refused instead of being misread. The file is backed up before migrating.
-- Features are keyed by the content digest of the file: small structured features are msgpack
-  blobs in ``features``; dense series are ``.npy`` files under ``arrays/``, written to a
-  temporary name and ``os.replace``d, and read back with ``numpy.load(mmap_mode="r")``.
+- Features are keyed by the content digest of the file (``b3:…``, see digest.py): small
+  structured features are msgpack blobs in ``features``; dense series are ``.npy`` files under
+  ``arrays/<xx>/<digest>/``, written to a temporary name and ``os.replace``d, and read back with
+  ``numpy.load(mmap_mode="r")``. Features re-keyed from a legacy BLAKE2b digest keep their folder
+  (``features.dir``).
 
 Only the daemon's main process writes (``montaged retry`` is the one other writer, and it does so
 in a single short transaction). Workers never open the database.
@@ -136,9 +138,17 @@ CREATE TABLE meta (
 );
 """
 
+# BLAKE3 digests (``b3:…``) replace BLAKE2b ones. Features are re-keyed lazily, when their file is
+# seen again (digest.py, jobs.set_digest); a re-keyed row keeps its arrays folder, named here, so
+# re-keying is one transaction and never moves a file that a render may be reading.
+MIGRATION_0002 = """
+ALTER TABLE features ADD COLUMN dir TEXT;  -- folder under arrays/ when not the digest's own (NULL)
+"""
+
 # (name, SQL). The schema version is the number of migrations applied.
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", MIGRATION_0001),
+    ("0002_features_dir", MIGRATION_0002),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -180,13 +190,6 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
-
-    @property
-    def db(self):
-        """A sqlite-utils view of the connection (imported on first use: readers stay light)."""
-        import sqlite_utils
-
-        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -318,8 +321,23 @@ class Store:
         return json.loads(row["value"]) if row else default
 
     # ---- features -----------------------------------------------------------------------------
+    @staticmethod
+    def _dir_name(digest: str) -> str:
+        """A digest's own arrays folder name: ``b3:ab12…`` -> ``b3-ab12…``; legacy ones as they are."""
+        return digest.replace(":", "-")
+
+    def _folder(self, name: str) -> Path:
+        hexpart = name.rpartition("-")[2]
+        return self.arrays_dir / hexpart[:2] / name
+
+    @property
+    def _dir_column(self) -> str:
+        # A reader may open a store the daemon has not migrated yet (schema 1: no features.dir).
+        return "dir" if self.version >= 2 else "NULL AS dir"
+
     def _array_dir(self, digest: str) -> Path:
-        return self.arrays_dir / digest[:2] / digest
+        row = self.query_one(f"SELECT {self._dir_column} FROM features WHERE digest = ?", (digest,))
+        return self._folder(row["dir"] if row is not None and row["dir"] else self._dir_name(digest))
 
     def proxy_path(self, digest: str) -> Path:
         """Where the render proxy of a video lives: beside its arrays, so it is released with them."""
@@ -359,11 +377,11 @@ class Store:
 
         import numpy as np
 
-        row = self.query_one("SELECT kind, data, arrays FROM features WHERE digest = ?", (digest,))
+        row = self.query_one(f"SELECT kind, data, arrays, {self._dir_column} FROM features WHERE digest = ?", (digest,))
         if row is None:
             return None
         features = msgpack.unpackb(row["data"], raw=False)
-        folder = self._array_dir(digest)
+        folder = self._folder(row["dir"] or self._dir_name(digest))
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in json.loads(row["arrays"])}
         return Analysis(kind=row["kind"], features=features, arrays=arrays)
 
@@ -373,9 +391,37 @@ class Store:
             used = self.query_one("SELECT 1 FROM files WHERE digest = ? AND state != 'gone' LIMIT 1", (digest,))
             if used:
                 return False
+            row = self.query_one("SELECT dir FROM features WHERE digest = ?", (digest,))
+            name = row["dir"] if row is not None and row["dir"] else self._dir_name(digest)
             self.conn.execute("DELETE FROM features WHERE digest = ?", (digest,))
-        shutil.rmtree(self._array_dir(digest), ignore_errors=True)
+            # A legacy digest's folder now belongs to the features re-keyed from it.
+            owned = self.query_one("SELECT 1 FROM features WHERE dir = ? LIMIT 1", (name,))
+        if owned is None:
+            shutil.rmtree(self._folder(name), ignore_errors=True)
         return True
+
+    def has_legacy_digests(self) -> bool:
+        """Are there features still keyed by a digest from before BLAKE3 (see digest.py)?"""
+        return self.query_one("SELECT 1 FROM features WHERE substr(digest, 1, 3) != 'b3:' LIMIT 1") is not None
+
+    def rekey(self, old: str, new: str) -> bool:
+        """Give everything keyed by the legacy digest ``old`` the digest ``new`` of the same
+        content: its features (which keep their arrays folder), the files and the jobs.
+
+        The caller has checked that ``old`` and ``new`` were computed from the same bytes and that
+        no analysis of ``old`` is queued or running. Returns whether features moved; when ``new``
+        already has features of its own, the old ones are left for :meth:`release_features`.
+        """
+        with self.atomic() as conn:
+            moved = False
+            if self.query_one("SELECT 1 FROM features WHERE digest = ?", (new,)) is None:
+                moved = conn.execute(
+                    "UPDATE features SET digest = ?, dir = COALESCE(dir, ?) WHERE digest = ?",
+                    (new, self._dir_name(old), old),
+                ).rowcount > 0
+            conn.execute("UPDATE files SET digest = ? WHERE digest = ?", (new, old))
+            conn.execute("UPDATE jobs SET digest = ? WHERE digest = ?", (new, old))
+        return moved
 
 
 def write_array(path: Path, array) -> None:

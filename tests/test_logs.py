@@ -382,10 +382,9 @@ def test_journal_entries_print_like_the_file():
 
 def test_real_journalctl_runs_with_every_filter(tmp_path):
     """The argv we build is accepted by the installed journalctl (an empty result is fine)."""
-    import shutil
+    from tests.helpers import need_tool
 
-    if shutil.which("journalctl") is None:
-        pytest.skip("journalctl is not installed")
+    need_tool("journalctl", "systemd")
     for kwargs in ({}, {"lines": 5, "level": "error", "since": "1h"}, {"path": "/srv/in", "lines": 3}):
         out = io.StringIO()
         assert show_logs(tmp_path, journal=True, out=out, **kwargs) == 0, kwargs

@@ -78,8 +78,8 @@ def test_lifecycle_messages_reach_the_socket(notify_socket):
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     proc = run_python("""
         from montaged.service import Notifier
-        n = Notifier(backend="builtin")
-        assert n.enabled and n.backend == "builtin"
+        n = Notifier()
+        assert n.enabled
         n.ready("scan done")
         n.status("scan done")        # unchanged: not sent again
         n.status("3 queued")
@@ -108,7 +108,7 @@ def test_watchdog_pings_at_half_the_watchdog_interval(notify_socket):
     proc = run_python("""
         import os
         from montaged.service import Notifier
-        n = Notifier(backend="builtin")
+        n = Notifier()
         print(n.watchdog_interval)
         for tenth in range(100):
             now = tenth / 10
@@ -129,7 +129,7 @@ def test_watchdog_belongs_to_the_pid_systemd_named(notify_socket):
         import os
         from montaged.service import Notifier
         os.environ["WATCHDOG_PID"] = os.environ["WATCHDOG_PID"].replace("SELF", str(os.getpid()))
-        n = Notifier(backend="builtin")
+        n = Notifier()
         print(n.watchdog_interval, n.watchdog_due(0.0))
         n.watchdog()
         n.ready()
@@ -146,20 +146,6 @@ def test_watchdog_belongs_to_the_pid_systemd_named(notify_socket):
     assert receive_all(sock) == [b"WATCHDOG=1", b"READY=1"]
 
 
-def test_auto_backend_delivers_too(notify_socket):
-    """``backend="auto"`` uses systemd-python when it is installed: either way READY arrives."""
-    address, sock = notify_socket
-    proc = run_python("""
-        from montaged.service import Notifier
-        n = Notifier()
-        print(n.backend)
-        n.ready("up")
-    """, {"NOTIFY_SOCKET": address})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() in ("builtin", "systemd-python")
-    assert receive_all(sock) == [b"READY=1\nSTATUS=up"]
-
-
 def test_unset_environment_hides_the_socket_from_children(notify_socket):
     address, sock = notify_socket
     proc = run_python("""
@@ -170,12 +156,11 @@ def test_unset_environment_hides_the_socket_from_children(notify_socket):
                                 "import os; print(os.environ.get('NOTIFY_SOCKET'), os.environ.get('WATCHDOG_USEC'))"],
                                capture_output=True, text=True)
         print(child.stdout.strip())
-        print(n.backend)
         n.ready()
         n.watchdog()
     """, {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "4000000"})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["None None", "builtin"]
+    assert proc.stdout.splitlines() == ["None None"]
     assert receive_all(sock) == [b"READY=1", b"WATCHDOG=1"]
 
 
@@ -183,15 +168,15 @@ def test_status_text_cannot_inject_assignments(notify_socket):
     address, sock = notify_socket
     proc = run_python("""
         from montaged.service import Notifier
-        Notifier(backend="builtin").status("clip\\nREADY=1.mp4 queued")
+        Notifier().status("clip\\nREADY=1.mp4 queued")
     """, {"NOTIFY_SOCKET": address})
     assert proc.returncode == 0, proc.stderr
     assert receive_all(sock) == [b"STATUS=clip READY=1.mp4 queued"]
 
 
 def test_without_notify_socket_everything_is_a_no_op():
-    n = Notifier({}, backend="builtin")
-    assert not n.enabled and n.backend == "none"
+    n = Notifier({})
+    assert not n.enabled
     assert n.watchdog_interval is None and not n.watchdog_due(0.0)
     n.ready("x")
     n.status("y")
@@ -207,7 +192,7 @@ def test_unreachable_socket_is_logged_once_and_never_raises():
         import logging
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(message)s")
         from montaged.service import Notifier
-        n = Notifier(backend="builtin")
+        n = Notifier()
         n.ready(); n.status("a"); n.status("b"); n.stopping()
         print("survived")
     """, {"NOTIFY_SOCKET": missing})
@@ -219,7 +204,7 @@ def test_unreachable_socket_is_logged_once_and_never_raises():
 
 
 def test_unsupported_socket_address_is_ignored():
-    n = Notifier({"NOTIFY_SOCKET": "vsock:2:1234"}, backend="builtin")
+    n = Notifier({"NOTIFY_SOCKET": "vsock:2:1234"})
     assert not n.enabled
     n.ready()
 
@@ -232,7 +217,7 @@ LOG_SCRIPT = """
     import logging, os, sys
     from pathlib import Path
     from montaged.service import setup_logging
-    setup = setup_logging(Path(sys.argv[1]) if sys.argv[1] != "-" else None, "info")
+    setup = setup_logging(Path(sys.argv[1]) if sys.argv[1] != "-" else None, "info", journal_socket=sys.argv[2])
     print(setup.sink, setup.journal, setup.log_file)
     log = logging.getLogger("montaged.watch")
     log.debug("not shown")
@@ -248,16 +233,40 @@ LOG_SCRIPT = """
 """
 
 
-def _run_log_script(arg: str, env: dict[str, str], stderr_file: Path) -> subprocess.CompletedProcess:
+def _run_log_script(arg: str, env: dict[str, str], stderr_file: Path,
+                    journal_socket: str = "/nonexistent/journal/socket") -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
     full_env.update(env)
     full_env["PYTHONPATH"] = str(REPO)
     with open(stderr_file, "wb") as err:
-        return subprocess.run([sys.executable, "-c", textwrap.dedent(LOG_SCRIPT), arg], env=full_env,
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(LOG_SCRIPT), arg, journal_socket], env=full_env,
                               stdout=subprocess.PIPE, stderr=err, text=True, timeout=60)
 
 
+def parse_native(data: bytes) -> dict[str, bytes]:
+    """journald's native protocol, read the way journald reads it: ``KEY=value\n``, or ``KEY\n``,
+    a little-endian 64-bit length, that many bytes and ``\n``."""
+    fields: dict[str, bytes] = {}
+    i = 0
+    while i < len(data):
+        nl = data.index(b"\n", i)
+        line = data[i:nl]
+        if b"=" in line:
+            key, _, value = line.partition(b"=")
+            i = nl + 1
+        else:
+            key = line
+            size = int.from_bytes(data[nl + 1:nl + 9], "little")
+            value = data[nl + 9:nl + 9 + size]
+            assert len(value) == size and data[nl + 9 + size:nl + 10 + size] == b"\n", data[i:i + 80]
+            i = nl + 10 + size
+        assert key.decode("ascii") not in fields, key
+        fields[key.decode("ascii")] = value
+    return fields
+
+
 def test_under_journald_lines_carry_syslog_priorities(tmp_path):
+    """No native journal socket (journald not reachable there): ``<N>`` lines on stderr."""
     err = tmp_path / "stderr"
     err.touch()
     st = os.stat(err)
@@ -266,8 +275,6 @@ def test_under_journald_lines_carry_syslog_priorities(tmp_path):
     sink, journal, log_file = proc.stdout.split()
     assert journal == "True" and log_file == "None"
     assert not (tmp_path / "state" / "montaged.log").exists()
-    if sink == "journal":
-        pytest.skip("systemd-python is installed: records went to journald's native socket")
     assert sink == "journal-stderr"
     lines = err.read_text().splitlines()
     assert lines[0] == "<6>montaged.watch: settled /srv/in/a.mp4 [path=/srv/in/a.mp4 job=7]"
@@ -277,6 +284,131 @@ def test_under_journald_lines_carry_syslog_priorities(tmp_path):
     assert lines[-2].endswith("ValueError: bad header") and lines[-2].startswith("<3>    ")
     assert lines[-1] == "<4>watchdog.observers: third-party warning"
     assert all(ln.startswith("<") for ln in lines)
+
+
+@pytest.fixture
+def journal_socket():
+    """A datagram socket standing in for journald's ``/run/systemd/journal/socket``."""
+    tmpdir = tempfile.mkdtemp(prefix="mtd-")  # sun_path holds 108 bytes; tmp_path may be longer
+    address = os.path.join(tmpdir, "socket")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(10)
+    yield address, sock
+    sock.close()
+    shutil.rmtree(tmpdir)
+
+
+def receive_entries(sock: socket.socket) -> list[dict[str, bytes]]:
+    return [parse_native(d) for d in receive_all_big(sock)]
+
+
+def receive_all_big(sock: socket.socket, quiet: float = 0.3) -> list[bytes]:
+    got = []
+    sock.settimeout(quiet)
+    try:
+        while True:
+            got.append(sock.recv(1 << 20))
+    except TimeoutError:
+        pass
+    return got
+
+
+def test_under_journald_records_go_to_the_native_socket_with_fields(tmp_path, journal_socket):
+    address, sock = journal_socket
+    err = tmp_path / "stderr"
+    err.touch()
+    st = os.stat(err)
+    proc = _run_log_script(str(tmp_path / "state"), {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}, err,
+                           journal_socket=address)
+    assert proc.returncode == 0, err.read_text()
+    assert proc.stdout.split() == ["journal", "True", "None"]
+    assert err.read_text() == ""  # nothing fell back to stderr
+    settled, unreadable, failed, third_party = receive_entries(sock)
+
+    assert settled["MESSAGE"] == b"montaged.watch: settled /srv/in/a.mp4 [path=/srv/in/a.mp4 job=7]"
+    assert settled["PRIORITY"] == b"6" and settled["SYSLOG_IDENTIFIER"] == b"montaged"
+    assert settled["LOGGER"] == b"montaged.watch" and settled["CODE_FUNC"] == b"<module>"
+    assert settled["MONTAGED_PATH"] == b"/srv/in/a.mp4" and settled["MONTAGED_JOB"] == b"7"
+    assert "MONTAGED_FOLDER" not in settled
+    # The exact bytes of a name that is not UTF-8; the message shows it escaped.
+    assert unreadable["MONTAGED_PATH"] == b"/srv/in/\xff.mp4"
+    assert unreadable["MONTAGED_FOLDER"] == b"/srv/in" and unreadable["PRIORITY"] == b"3"
+    assert unreadable["MESSAGE"].startswith(b"montaged.watch: cannot read /srv/in/\\xff.mp4")
+    # A traceback stays in its entry (the length-prefixed form carries the newlines).
+    lines = failed["MESSAGE"].decode().splitlines()
+    assert lines[0] == "montaged.watch: analysis failed [job=8]"
+    assert lines[1] == "    Traceback (most recent call last):" and lines[-1] == "    ValueError: bad header"
+    assert failed["MONTAGED_JOB"] == b"8"
+    assert third_party["LOGGER"] == b"watchdog.observers" and third_party["PRIORITY"] == b"4"
+
+
+def test_journal_payload_forms():
+    from montaged.service import journal_payload
+
+    payload = journal_payload({"MESSAGE": "two\nlines", "MONTAGED_PATH": b"/a/\xff", "PRIORITY": 6, "EMPTY": ""})
+    assert payload == (b"MESSAGE\n" + (9).to_bytes(8, "little") + b"two\nlines\n"
+                       b"MONTAGED_PATH=/a/\xff\nPRIORITY=6\nEMPTY=\n")
+    assert parse_native(payload) == {"MESSAGE": b"two\nlines", "MONTAGED_PATH": b"/a/\xff", "PRIORITY": b"6", "EMPTY": b""}
+    for bad in ("_PID", "1ST", "lower", "A=B", "", "X" * 65):
+        with pytest.raises(ValueError):
+            journal_payload({bad: "x"})
+
+
+def test_an_entry_too_big_for_a_datagram_goes_in_a_sealed_memfd(journal_socket):
+    import array
+    import fcntl
+    from montaged.service import JournalHandler
+
+    address, sock = journal_socket
+    handler = JournalHandler(address)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    big = "x" * (4 << 20)  # larger than any socket send buffer allows for one datagram
+    handler.emit(_record("%s", big, extra={"job": 9}))
+    handler.emit(_record("small", extra={"job": 10}))
+    handler.close()
+    fds = array.array("i")
+    data, ancdata, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(fds.itemsize))
+    assert data == b""
+    (level, kind, raw), = ancdata
+    assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+    fds.frombytes(raw[:fds.itemsize])
+    fd = fds[0]
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+        for seal in (fcntl.F_SEAL_SHRINK, fcntl.F_SEAL_GROW, fcntl.F_SEAL_WRITE, fcntl.F_SEAL_SEAL):
+            assert seals & seal
+        size = os.fstat(fd).st_size
+        entry = parse_native(os.pread(fd, size, 0))
+    finally:
+        os.close(fd)
+    assert entry["MESSAGE"] == big.encode() and entry["MONTAGED_JOB"] == b"9"
+    # The next entry is an ordinary datagram again.
+    assert parse_native(sock.recv(1 << 16))["MONTAGED_JOB"] == b"10"
+
+
+def test_unreachable_journal_socket_falls_back_to_stderr(tmp_path):
+    import io
+    from montaged.service import JournalHandler
+
+    tmpdir = tempfile.mkdtemp(prefix="mtd-")
+    try:
+        address = os.path.join(tmpdir, "socket")
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        dead.bind(address)
+        dead.close()  # the socket file is there, nobody reads it: ECONNREFUSED
+        out = io.StringIO()
+        handler = JournalHandler(address, fallback=out)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        handler.emit(_record("first", level=logging.WARNING))
+        handler.emit(_record("second", extra={"job": 3}))
+        handler.close()
+    finally:
+        shutil.rmtree(tmpdir)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(f"<4>montaged.service: cannot send to the journal socket {address}")
+    assert lines[1:] == ["<4>montaged.test: first", "<6>montaged.test: second [job=3]"]
 
 
 def test_outside_systemd_a_rotating_file_and_stderr(tmp_path):

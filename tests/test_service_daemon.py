@@ -130,7 +130,15 @@ def test_status_before_the_first_start(tmp_path):
     cfg.write_text(f'[paths]\nwatch = ["{tmp_path}/in"]\noutput = "{tmp_path}/out"\nstate = "{tmp_path}/state"\n')
     r = cli("status", "--json", config=cfg)
     assert r.returncode == 3
-    assert json.loads(r.stdout)["daemon"]["running"] is False
+    doc = json.loads(r.stdout)
+    assert doc["daemon"]["running"] is False
+    # No database yet: the configured root is named, not watched.
+    assert doc["daemon"]["roots"] == [{"path": f"{tmp_path}/in", "observer": None, "online": False, "error": None}]
+    r = cli("status", config=cfg, env={"COLUMNS": "500"})  # wide enough not to shorten the path
+    assert r.returncode == 3
+    assert "no watch roots configured" not in r.stdout
+    (line,) = [ln for ln in r.stdout.splitlines() if "watching" in ln]
+    assert f"{tmp_path}/in" in line and "not watched" in line
 
 
 def test_refuses_to_run_as_root_without_allow_root(tmp_path):

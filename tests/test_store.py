@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import sqlite_utils
 
 from montaged import store as store_mod
 from montaged.analysis import Analysis
@@ -20,11 +21,31 @@ def test_new_database_is_migrated_and_in_wal_mode(tmp_path):
         assert s.query_one("PRAGMA user_version")[0] == SCHEMA_VERSION
         assert s.query_one("PRAGMA journal_mode")[0] == "wal"
         assert s.applied_migrations() == [name for name, _ in store_mod.MIGRATIONS]
-        assert {"files", "jobs", "folders", "features", "meta"} <= set(s.db.table_names())
+        assert {"files", "jobs", "folders", "features", "meta"} <= set(sqlite_utils.Database(s.db_path).table_names())
         assert s.integrity_ok()
     # Opening again applies nothing.
     with Store(tmp_path) as s:
         assert s.migrate() == []
+
+
+def test_check_constraints_after_every_migration_match_the_enums(tmp_path):
+    """Read by sqlite-utils' own schema parser: every state and kind column has a CHECK that
+    allows exactly the values of its enum in jobs.py."""
+    from montaged.jobs import FileState, FolderState, JobKind, JobState
+
+    Store(tmp_path).close()
+    db = sqlite_utils.Database(tmp_path / "montaged.db")
+    checks = {(table, c.column): sorted(c.options or []) for table in ("files", "jobs", "folders", "features")
+              for c in db[table].checks}
+    assert checks == {
+        ("files", "state"): sorted(s.value for s in FileState),
+        ("files", "kind"): ["audio", "video"],
+        ("jobs", "state"): sorted(s.value for s in JobState),
+        ("jobs", "kind"): sorted(k.value for k in JobKind),
+        ("folders", "state"): sorted(s.value for s in FolderState),
+        ("features", "kind"): ["audio", "video"],
+    }
+    assert db["features"].columns_dict["dir"] is str
 
 
 def test_states_are_checked_by_the_database(tmp_path):
@@ -59,7 +80,7 @@ def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     monkeypatch.undo()
     with Store(tmp_path) as s:
         assert s.query_one("PRAGMA user_version")[0] == SCHEMA_VERSION
-        assert "ok_table" not in s.db.table_names()
+        assert "ok_table" not in sqlite_utils.Database(s.db_path).table_names()
 
 
 def test_newer_schema_is_refused(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -18,16 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import need_tool
+
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
 UNIT = SYSTEMD / "montaged.service"
-SHIPPED_EXEC = "ExecStart=/usr/local/bin/montaged run"
+SHIPPED_EXEC = "ExecStart=/opt/montaged/bin/montaged run"
 
 
 def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} is not installed (apt-get install systemd)")
-    return path
+    return need_tool(tool, "systemd")
 
 
 def _unit_copy(tmp_path: Path) -> Path:
@@ -99,7 +97,7 @@ def test_the_contract_settings():
         "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
         "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "RestrictNamespaces": "yes",
         "LockPersonality": "yes", "SystemCallFilter": "@system-service", "UMask": "0027",
-        "ExecReload": "/bin/kill -HUP $MAINPID", "ExecStart": "/usr/local/bin/montaged run",
+        "ExecReload": "/bin/kill -HUP $MAINPID", "ExecStart": "/opt/montaged/bin/montaged run",
         "ReadWritePaths": "-/srv/previews",
     }
     for key, value in expected.items():
