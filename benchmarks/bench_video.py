@@ -23,6 +23,13 @@ clips (the first five of the suite; ``--clips 5`` measures just those). ``--long
     .venv/bin/python benchmarks/bench_video.py --smoke      # 2 tiny clips, a harness check
 
 Writes ``benchmarks/results/video.json`` (``--out`` to change).
+
+``--suite camera`` measures the camera-like corpus instead (``montaged.synth.corpus``: handheld,
+walking, whip pans, zooms; Baseline/Main/High, HEVC 8/10-bit, 25/30/60 fps, VFR, portrait,
+rotation, cuts on regular keyframes, flashes, one long shot, 4K), at full size, and reports per
+kind and per class (tripod / moving) wall and CPU time against PySceneDetect, worst kind first.
+``--quick`` keeps six kinds at 6 s, for the edit-measure loop. Writes
+``benchmarks/results/video_camera.json``.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from montaged.analysis import analyze_path  # noqa: E402
+from montaged.synth import corpus  # noqa: E402
 from montaged.synth import video as synth  # noqa: E402
 try:
     from benchmarks.common import cpu_model
@@ -88,7 +96,7 @@ TARGET_RSS_MB = 300.0
 
 
 def _fingerprint() -> str:
-    return hashlib.sha1(Path(synth.__file__).read_bytes()).hexdigest()[:10]
+    return hashlib.sha1(Path(synth.__file__).read_bytes() + Path(corpus.__file__).read_bytes()).hexdigest()[:10]
 
 
 def random_cuts(n_frames: int, fps: float, seed: int, min_len: float = 1.5, max_len: float = 7.0) -> list[int]:
@@ -259,6 +267,125 @@ def machine() -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# The camera corpus
+
+CAMERA_RESULTS = ROOT / "results" / "video_camera.json"
+CAMERA_DURATION = 10.0
+QUICK_KINDS = ["tripod-gop30-scenecut", "handheld-high-gop30", "walk-main-gop30",
+               "handheld-baseline-portrait25", "handheld-hevc-gop30", "handheld-keyframe-cuts"]
+TARGET_MOVING = 3.0  # every moving-footage kind
+TARGET_TRIPOD = 10.0
+
+
+def camera_clip(kind: str, duration: float) -> tuple[Path, dict]:
+    """The cached full-size clip of one corpus kind (generated on first use) and its truth."""
+    args = corpus.clip_args(kind, duration=duration, small=False, seed=sorted(corpus.KINDS).index(kind) + 1)
+    key = hashlib.sha1(json.dumps([args, _fingerprint()], sort_keys=True, default=str).encode()).hexdigest()[:10]
+    path = CACHE / f"camera-{kind}-{key}.mp4"
+    truth_path = path.with_suffix(".json")
+    if not (path.exists() and truth_path.exists()):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        truth = synth.make_clip(path, **args)
+        truth_path.write_text(json.dumps({"name": kind, "cut_frames": truth.cut_frames, "n_frames": truth.n_frames,
+                                          "fps": truth.fps, "duration": truth.duration, "flashes": truth.flashes}))
+        print(f"  generated {path.name} in {time.perf_counter() - t:.0f} s", flush=True)
+    return path, json.loads(truth_path.read_text())
+
+
+def _timed_cpu(fn, path: Path) -> tuple[float, float, list[int]]:
+    t, c = time.perf_counter(), time.process_time()  # process_time counts FFmpeg's threads too
+    out = fn(path)
+    return time.perf_counter() - t, time.process_time() - c, out
+
+
+def measure_camera(kind: str, duration: float, runs: int) -> dict:
+    path, truth = camera_clip(kind, duration)
+    walls, cpus = {"montaged": [], "pyscenedetect": []}, {"montaged": [], "pyscenedetect": []}
+    cuts = {}
+    for _ in range(runs):  # interleaved: both sides see the same load
+        for side, fn in (("montaged", run_montaged), ("pyscenedetect", run_pyscenedetect)):
+            wall, cpu, cuts[side] = _timed_cpu(fn, path)
+            walls[side].append(wall)
+            cpus[side].append(cpu)
+    ours, theirs = cuts["montaged"], cuts["pyscenedetect"]
+    flashes = truth.get("flashes", [])
+    # PySceneDetect is the reference where it finds the true cuts; its flash "cuts" are not.
+    theirs_wo_flashes = [c for c in theirs if all(abs(c - f) > 1 for f in flashes)]
+    return {
+        "name": kind, "class": corpus.KINDS[kind]["cls"], "file": path.name, "frames": truth["n_frames"],
+        "duration": truth["duration"],
+        "montaged_s": stats(walls["montaged"]), "pyscenedetect_s": stats(walls["pyscenedetect"]),
+        "montaged_cpu_s": stats(cpus["montaged"]), "pyscenedetect_cpu_s": stats(cpus["pyscenedetect"]),
+        "speedup": statistics.median(walls["pyscenedetect"]) / statistics.median(walls["montaged"]),
+        "speedup_min": min(walls["pyscenedetect"]) / max(walls["montaged"]),
+        "speedup_max": max(walls["pyscenedetect"]) / min(walls["montaged"]),
+        "cpu_speedup": statistics.median(cpus["pyscenedetect"]) / statistics.median(cpus["montaged"]),
+        "f1_truth": f1(ours, truth["cut_frames"]),
+        "pyscenedetect_f1_truth": f1(theirs, truth["cut_frames"]),
+        "f1_pyscenedetect": f1(ours, theirs_wo_flashes),
+        "cuts_truth": truth["cut_frames"], "cuts_montaged": ours, "cuts_pyscenedetect": theirs,
+        "flashes": flashes,
+    }
+
+
+def main_camera(args) -> int:
+    kinds = QUICK_KINDS if args.quick else list(corpus.KINDS)
+    duration = 6.0 if args.quick else CAMERA_DURATION
+    info = machine()
+    print(f"CPU: {info['cpu']}, {info['cores']} cores, load {info['load_avg_start'][0]:.2f}")
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+        for future in [pool.submit(camera_clip, k, duration) for k in kinds]:
+            future.result()
+    rows = []
+    for kind in kinds:
+        row = measure_camera(kind, duration, args.runs)
+        rows.append(row)
+        print(f"  {kind}: montaged {row['montaged_s']['median']:.2f} s (cpu {row['montaged_cpu_s']['median']:.2f}), "
+              f"PySceneDetect {row['pyscenedetect_s']['median']:.2f} s (cpu {row['pyscenedetect_cpu_s']['median']:.2f}), "
+              f"x{row['speedup']:.1f} (cpu x{row['cpu_speedup']:.1f}), F1 {row['f1_truth']:.3f}/{row['f1_pyscenedetect']:.3f}",
+              flush=True)
+    rows.sort(key=lambda r: r["speedup"])  # worst kind first
+    print()
+    head = (f"{'kind':30} {'class':7} {'ratio med (min-max)':>20} {'cpu ratio':>9} {'montaged s':>10} "
+            f"{'PySD s':>7} {'F1 truth':>8} {'F1 PySD':>7} {'PySD F1 truth':>13}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['name']:30} {r['class']:7} {r['speedup']:6.1f} ({r['speedup_min']:.1f}-{r['speedup_max']:.1f}){'':4} "
+              f"{r['cpu_speedup']:9.1f} {r['montaged_s']['median']:10.2f} {r['pyscenedetect_s']['median']:7.2f} "
+              f"{r['f1_truth']:8.3f} {r['f1_pyscenedetect']:7.3f} {r['pyscenedetect_f1_truth']:13.3f}")
+    targets = {}
+    for cls, target in (("moving", TARGET_MOVING), ("tripod", TARGET_TRIPOD)):
+        mine = [r for r in rows if r["class"] == cls]
+        if mine:
+            worst = min(mine, key=lambda r: r["speedup"])
+            targets[f"speedup_{cls}"] = {"target": target, "value": worst["speedup"], "kind": worst["name"],
+                                         "met": worst["speedup"] >= target}
+    targets["faster_on_every_file"] = {"target": 1.0, "value": min(r["speedup"] for r in rows)}
+    targets["f1_truth_every_clip"] = {"target": TARGET_F1_TRUTH, "value": min(r["f1_truth"] for r in rows)}
+    agree = [r for r in rows if r["pyscenedetect_f1_truth"] >= TARGET_F1_TRUTH]
+    targets["f1_pyscenedetect_where_it_finds_the_truth"] = {
+        "target": TARGET_F1_TRUTH, "value": min((r["f1_pyscenedetect"] for r in agree), default=None)}
+    for name, t in targets.items():
+        if "met" not in t:
+            t["met"] = None if t["value"] is None else t["value"] >= t["target"]
+        extra = f" (slowest: {t['kind']})" if "kind" in t else ""
+        print(f"target {name}: {t['value'] if t['value'] is None else round(t['value'], 3)} "
+              f"(target {t['target']}){extra} {'' if t['met'] is None else ('met' if t['met'] else 'MISSED')}")
+    info["load_avg_end"] = list(os.getloadavg())
+    out_path = args.out if args.out != RESULTS else CAMERA_RESULTS
+    out = {"machine": info, "quick": args.quick, "runs": args.runs, "clip_seconds": duration, "rows": rows,
+           "targets": targets}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    os.replace(tmp, out_path)
+    print(f"wrote {out_path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Report
 
 
@@ -286,7 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="2 tiny clips, 1 run: a harness check")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--generate-only", action="store_true", help="only build the cached clips")
+    ap.add_argument("--suite", choices=["legacy", "camera"], default="legacy",
+                    help="legacy: the 1080p suite above; camera: the camera-like corpus, per kind")
+    ap.add_argument("--quick", action="store_true", help="with --suite camera: six kinds of 6 s")
     args = ap.parse_args(argv)
+    if args.suite == "camera":
+        return main_camera(args)
 
     info = machine()
     print(f"CPU: {info['cpu']}, {info['cores']} cores, load {info['load_avg_start'][0]:.2f}")
