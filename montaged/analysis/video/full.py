@@ -10,7 +10,7 @@ from montaged.analysis import Progress
 from montaged.media import video as mv
 from montaged.analysis.video.frames import BATCH, Detection, _Frames, _sizes
 from montaged.analysis.video.score import (
-    THRESHOLD, content_scores, drop_flashes, flash_filter_merge, hsv_planes,
+    FlashTracker, THRESHOLD, content_scores, flash_filter_merge, hsv_planes,
 )
 
 log = logging.getLogger("montaged.analysis.video")
@@ -28,6 +28,7 @@ def detect_full(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int
     fps = (n - 1) / max(float(index.times[-1] - index.times[0]), 1e-9) if n > 1 else 30.0
     keep_every = max(1, int(round(FEATURE_SPACING * fps)))
     frames = _Frames()
+    flashes = FlashTracker()
     scores = np.full(n, np.nan)
     errors = [0]
     reader = vf.frames(index, size=small, fmt="bgrp", extra=(sharp, "gray"), errors=errors,
@@ -51,13 +52,11 @@ def detect_full(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int
             # Like PySceneDetect, compare with the previous *decoded* frame, even across a frame
             # the decoder dropped.
             scores[cur_pos] = content_scores(prev, hsv[len(hsv) - len(cur_pos):])
-        # The pictures on both sides of every above-threshold frame: drop_flashes compares them.
+        # The pictures on both sides of every above-threshold frame, for the flash rule.
         for j, p in enumerate(batch_pos):
             if not np.isnan(scores[p]) and scores[p] >= THRESHOLD:
-                frames.hsv[p] = hsv[j].copy()
-                before = hsv[j - 1] if j > 0 else prev_hsv
-                if before is not None and p - 1 not in frames.hsv:
-                    frames.hsv[p - 1] = before.copy()
+                flashes.add(p, hsv[j], hsv[j - 1] if j > 0 else prev_hsv)
+        flashes.settle(batch_pos[-1])
         # Keep pictures for features: the regular samples and every frame that might start a
         # scene (its score is over the threshold).
         keep = [j for j, p in enumerate(batch_pos)
@@ -87,6 +86,5 @@ def detect_full(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: int
         log.info("%s: %d of %d indexed frames decoded", vf.path, decoded, n)
     above = np.flatnonzero(scores >= THRESHOLD)
     exact = {int(i): float(scores[i]) for i in np.flatnonzero(~np.isnan(scores))}
-    cuts, flashes = drop_flashes(flash_filter_merge(above, n), above, frames.hsv)
-    frames.hsv.clear()
-    return Detection(cuts, frames, exact, "full", decoded, flashes)
+    cuts, dropped = flashes.split(flash_filter_merge(above, n))
+    return Detection(cuts, frames, exact, "full", decoded, dropped)

@@ -88,6 +88,16 @@ def flash_filter_merge(above, n_frames: int, length: int = MIN_SCENE_LEN) -> lis
     return cuts
 
 
+def returns_within(c: int, above: list[int], hsv: dict[int, np.ndarray], frames: int) -> bool:
+    """Does the picture before above-threshold frame ``c`` come back at an above-threshold frame
+    within ``frames`` frames after it (the way back out of a flash)? Unknown pictures: no."""
+    back = [r for r in above if c < r <= c + frames and r in hsv]
+    if c - 1 not in hsv or not back:
+        return False
+    scores = content_scores(np.stack([hsv[c - 1]] * len(back)), np.stack([hsv[r] for r in back]))
+    return float(scores.min()) < THRESHOLD
+
+
 def drop_flashes(cuts: list[int], above, hsv: dict[int, np.ndarray],
                  frames: int | None = None) -> tuple[list[int], list[int]]:
     """Split ``cuts`` into (cuts, flashes): a cut whose picture comes back within ``frames``
@@ -101,12 +111,39 @@ def drop_flashes(cuts: list[int], above, hsv: dict[int, np.ndarray],
     """
     frames = FLASH_FRAMES if frames is None else frames
     above = sorted(int(a) for a in above)
-    kept, flashes = [], []
-    for c in cuts:
-        back = [r for r in above if c < r <= c + frames and r in hsv]
-        if c - 1 in hsv and back and float(content_scores(
-                np.stack([hsv[c - 1]] * len(back)), np.stack([hsv[r] for r in back])).min()) < THRESHOLD:
-            flashes.append(c)
-        else:
-            kept.append(c)
-    return kept, flashes
+    flashes = [c for c in cuts if returns_within(c, above, hsv, frames)]
+    return [c for c in cuts if c not in flashes], flashes
+
+
+class FlashTracker:
+    """The pictures around above-threshold frames, kept only until the flash question of each
+    is settled, so memory does not grow with the number of cuts in a long file."""
+
+    def __init__(self, frames: int = FLASH_FRAMES) -> None:
+        self.frames = frames
+        self.hsv: dict[int, np.ndarray] = {}
+        self.above: set[int] = set()
+        self.returning: set[int] = set()  # above-threshold frames whose picture came back
+
+    def add(self, i: int, picture: np.ndarray, before: np.ndarray | None) -> None:
+        """Frame ``i`` scored over the threshold: its picture, and the one before it."""
+        self.above.add(int(i))
+        self.hsv[int(i)] = picture.copy()  # not a view that pins a whole batch
+        if before is not None and i - 1 not in self.hsv:
+            self.hsv[int(i) - 1] = before.copy()
+
+    def settle(self, upto: float) -> None:
+        """Decide every above-threshold frame whose way back (up to ``frames`` later) has been
+        scored by now (frames up to ``upto``), and forget the pictures no longer needed."""
+        above = sorted(self.above)
+        done = [c for c in above if c + self.frames <= upto]
+        self.returning.update(c for c in done if returns_within(c, above, self.hsv, self.frames))
+        self.above.difference_update(done)
+        keep_from = min(self.above, default=upto) - self.frames - 1
+        self.hsv = {i: v for i, v in self.hsv.items() if i >= keep_from}
+
+    def split(self, cuts: list[int]) -> tuple[list[int], list[int]]:
+        """(cuts, flashes) once everything is scored."""
+        self.settle(float("inf"))
+        flashes = [c for c in cuts if c in self.returning]
+        return [c for c in cuts if c not in self.returning], flashes

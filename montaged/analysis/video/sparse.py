@@ -13,7 +13,7 @@ from montaged.analysis.video.candidates import (
     sustained_change, window_groups,
 )
 from montaged.analysis.video.frames import BATCH, Detection, _Frames, _sizes
-from montaged.analysis.video.score import MIN_SCENE_LEN, THRESHOLD, drop_flashes, flash_filter_merge
+from montaged.analysis.video.score import MIN_SCENE_LEN, THRESHOLD, FlashTracker, flash_filter_merge
 
 
 # Anchors are up to a GOP away from a cut, so shot drift (a pan) can move their difference by
@@ -37,8 +37,8 @@ class _Sparse:
         self.intra = np.flatnonzero(index.intra)
         self.intra_set = set(int(i) for i in self.intra)
         # HSV planes of frames scored over the threshold and of the frames before them, kept
-        # past forget_pixels for drop_flashes (a few per cut).
-        self.flash_pixels: dict[int, np.ndarray] = {}
+        # past forget_pixels for the flash rule (settled segment by segment).
+        self.flashes = FlashTracker()
 
     def decode_intra(self, wanted) -> None:
         wanted = sorted({int(i) for i in wanted} - set(self.frames.hsv))
@@ -74,9 +74,8 @@ class _Sparse:
         pairs = [(i - 1, i) for i in range(first, last + 1) if i in have and i - 1 in have]
         for (_, i), s in zip(pairs, self.frames.scores(pairs)):
             self.exact[i] = float(s)
-            if s >= THRESHOLD:  # drop_flashes compares the pictures around it
-                self.flash_pixels[i] = self.frames.hsv[i].copy()
-                self.flash_pixels[i - 1] = self.frames.hsv[i - 1].copy()
+            if s >= THRESHOLD:  # the flash rule compares the pictures around it
+                self.flashes.add(i, self.frames.hsv[i], self.frames.hsv[i - 1])
         # Scored: only the intra frames and the span's ends can still serve as neighbours.
         self.frames.forget_pixels([i for i in have if i not in self.intra_set
                                    and i not in (first - 1, last)])
@@ -151,9 +150,10 @@ def detect_sparse(vf: mv.VideoFile, index: mv.PacketIndex, width: int, height: i
                         seg_first, seg_last)
         # Done with this stretch: keep only its last anchor's pixels, for the next segment.
         st.frames.forget_pixels([i for i in st.frames.hsv if i < seg_last])
+        st.flashes.settle(seg_last)
         progress(0.1 + 0.75 * (k + 1) / len(segments))
     above = accepted | {i for i, v in st.exact.items() if v >= THRESHOLD}
-    cuts, flashes = drop_flashes(flash_filter_merge(above, n), above, st.flash_pixels)
+    cuts, flashes = st.flashes.split(flash_filter_merge(above, n))
     return Detection(cuts, st.frames, st.exact, "sparse", st.decoded, flashes)
 
 
