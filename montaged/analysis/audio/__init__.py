@@ -13,12 +13,16 @@ on synthesised signals without files. The stages live in submodules (:mod:`.spec
    alternates.
 3. :func:`track_beats`: dynamic programming in the style of Ellis (2007): the best chain of
    onsets whose spacing stays close to the beat period, so it follows a slowly drifting tempo.
-4. :func:`choose_metrical_level`: octave-error control on the tracked beats: if every other beat
-   is much weaker than its neighbours the tempo is halved (a listener taps the strong ones); if
-   the points halfway between beats carry onsets as strong as the beats, it is doubled.
-5. :func:`downbeat_scores` and :func:`downbeat_phase`: bar phase from chord changes and low-band
-   onsets, decoded with a small Viterbi pass so that a dropped beat does not shift every bar
-   after it.
+4. :func:`metrical_factor`: the tempo octave, decided on where the body instruments (kick,
+   bass, snare, chords: the onset envelope below 1.2 kHz) play: the quarter note is the fastest
+   pulse with a body onset on nearly every beat. Halve, divide by 3 (the eighths of a 6/8) or
+   double accordingly; :func:`choose_metrical_level`'s full-band rules count unless the body
+   band contradicts them.
+5. :func:`detect_meter` (3/4, 6/8 or 4/4 from how the downbeat scores repeat, and whether the
+   beat divides in three), :func:`compound_phase` and :func:`compound_from_triple` (6/8
+   tracked at its eighths or at 1.5 times its tempo), then :func:`downbeat_phase`: bar phase
+   from chord changes and low-band onsets, decoded with a small Viterbi pass so that a dropped
+   beat does not shift every bar after it.
 6. :func:`energy_curve`, :func:`energy_sections`, :func:`phrase_starts`.
 """
 
@@ -30,16 +34,20 @@ import os
 import numpy as np
 
 from montaged.analysis import Analysis, Progress
-from montaged.analysis.audio.meter import BEATS_PER_BAR, beat_sync, downbeat_phase, downbeat_scores, phrase_starts
+from montaged.analysis.audio.meter import (
+    BEATS_PER_BAR, METER_LABELS, _chord_change, _z, bar_contrast, beat_sync, compound_from_triple, compound_phase,
+    detect_meter, downbeat_phase,
+    downbeat_scores, phrase_starts, subdivision_ratio,
+)
 from montaged.analysis.audio.sections import ENERGY_HZ, _join, _runs, energy_curve, energy_sections, intro_end
 from montaged.analysis.audio.spectral import (
-    _STFT_BLOCK_SAMPLES, _chroma_filters, _mel_centers, _mel_filters, _padded_slice, _window, frame_params,
+    BODY_HZ, _STFT_BLOCK_SAMPLES, _chroma_filters, _mel_centers, _mel_filters, _padded_slice, _window, frame_params,
     moving_average, normalize_onset, spectral_features,
 )
 from montaged.analysis.audio.tempo import (
     FALLBACK_BPM, MAX_BPM, MIN_BPM, PRIOR_BPM, PRIOR_OCTAVES, _parabolic, _refine, autocorrelation, beat_strengths,
-    choose_metrical_level, confidence_score, estimate_tempo, fallback_grid, tempo_from_beats, tempo_prior,
-    track_beats, trim_beats,
+    _hit_rates, choose_metrical_level, confidence_score, estimate_tempo, fallback_grid, metrical_factor,
+    tempo_from_beats, tempo_prior, track_beats, trim_beats,
 )
 
 log = logging.getLogger("montaged.analysis.audio")
@@ -73,13 +81,27 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
     audible = max(float(y.max(initial=0.0)), -float(y.min(initial=0.0))) > 1e-4
     if not audible:
         strength = 0.0
+    body = normalize_onset(np.asarray(spec["body_onset"], dtype=np.float32), fps)
     if duration >= 1.5 and audible and strength > 0:
         beat_frames = track_beats(env, fps, tempo)
-        level = choose_metrical_level(beat_frames, env)
-        if level and MIN_BPM <= tempo * 2.0 ** level <= MAX_BPM:
-            alternates = [tempo] + [a for a in alternates if abs(a - tempo * 2.0 ** level) > 1.0]
-            tempo *= 2.0 ** level
-            beat_frames = track_beats(env, fps, tempo)
+        # The octave (and third) decision, at most twice in the same direction (sixteenths ->
+        # eighths -> quarters). After a change the beats are tracked again on the envelope with
+        # the body band added, so that halving keeps the phase where the kick and bass are.
+        previous = 1.0
+        for _step in range(2):
+            factor = metrical_factor(beat_frames, env, body)
+            if factor == 1.0 or (factor - 1.0) * (previous - 1.0) < 0 or not MIN_BPM <= tempo * factor <= MAX_BPM:
+                break
+            alternates = [tempo] + [a for a in alternates if abs(a - tempo * factor) > 1.0]
+            tempo *= factor
+            previous = factor
+            beat_frames = track_beats(env + body, fps, tempo)
+        phase = compound_phase(beat_frames, body, np.asarray(spec["chroma"])) if tempo >= 120.0 else None
+        if phase is not None and tempo / 3.0 >= MIN_BPM:
+            # The eighths of a 6/8: every third of them is the (dotted-quarter) beat.
+            alternates = [tempo] + [a for a in alternates if abs(a - tempo / 3.0) > 1.0]
+            tempo /= 3.0
+            beat_frames = beat_frames[phase::3]
         if len(beat_frames) >= 4:
             tempo = tempo_from_beats(beat_frames / fps)
         conf = confidence_score(strength, beat_strengths(beat_frames, env), env)
@@ -92,12 +114,20 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
         # The best weak estimate when there is one (a short clip of real music), else 120.
         grid_bpm = tempo if (strength >= 0.15 and 60.0 <= tempo <= 180.0) else FALLBACK_BPM
         beats = fallback_grid(duration, grid_bpm)
-        downbeats = beats[::BEATS_PER_BAR]
+        bpb, meter_label, meter_conf = BEATS_PER_BAR, METER_LABELS[BEATS_PER_BAR], 0.0
+        downbeats = beats[::bpb]
         tempo = grid_bpm
     else:
         beats = beat_frames / fps
-        scores = downbeat_scores(beat_frames, np.asarray(spec["low_onset"]), np.asarray(spec["chroma"]))
-        pos = downbeat_phase(scores)
+        bpb, meter_label, meter_conf, scores = detect_meter(beat_frames, env, np.asarray(spec["low_onset"]),
+                                                            np.asarray(spec["chroma"]))
+        pos = downbeat_phase(scores, bpb)
+        dotted = compound_from_triple(beat_frames, body, pos) if bpb == 3 else None
+        if dotted is not None:
+            alternates = [tempo] + [a for a in alternates if abs(a - tempo * 2.0 / 3.0) > 1.0]
+            beat_frames, beats, tempo = dotted, dotted / fps, tempo_from_beats(dotted / fps)
+            bpb, meter_label = 2, METER_LABELS[2]
+            pos = np.arange(len(beats)) % 2
         downbeats = beats[pos == 0]
     phrases = phrase_starts(downbeats, energy, ENERGY_HZ, 4)
     sections = energy_sections(energy, ENERGY_HZ, downbeats if len(downbeats) >= 2 else None)
@@ -107,7 +137,9 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
         "confidence": round(float(conf), 3),
         "beats": [round(float(t), 4) for t in beats],
         "downbeats": [round(float(t), 4) for t in downbeats],
-        "beats_per_bar": BEATS_PER_BAR,
+        "beats_per_bar": int(bpb),
+        "meter": {"beats_per_bar": int(bpb), "label": meter_label},
+        "meter_confidence": round(float(meter_conf), 3),
         "phrases": [round(float(t), 4) for t in phrases],
         "phrases_8": [round(float(t), 4) for t in phrases[::2]],
         "phrases_16": [round(float(t), 4) for t in phrases[::4]],

@@ -51,6 +51,11 @@ def frame_params(sr: int) -> tuple[int, int]:
     return n_fft, n_fft // 2
 
 
+# Kick, bass, snare body, chords and melody are below this; hi-hats and cymbals are not (even
+# folded down by the decode's crude low-pass, they reach these bands 20 dB down). The metrical
+# level is judged on this band: the quarter note is where these instruments play.
+BODY_HZ = 1200.0
+
 # Samples per block of the STFT (frames x window): the windowed frames and their spectra
 # (~0.5 MB each) stay in cache from the window multiply to the mel bands, instead of 15-30 MB
 # arrays for a 3-minute track going through memory four times.
@@ -60,8 +65,8 @@ _STFT_BLOCK_SAMPLES = 1 << 17
 def spectral_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray | float]:
     """Onset envelopes and chroma from one STFT.
 
-    Returns ``onset`` (all bands) and ``low_onset`` (below 150 Hz) as positive log-mel flux per
-    frame, ``chroma`` [frames, 12], and ``fps`` (frames per second). Frame ``i`` is centred at
+    Returns ``onset`` (all bands), ``low_onset`` (below 150 Hz) and ``body_onset`` (below
+    :data:`BODY_HZ`) as positive log-mel flux per frame, ``chroma`` [frames, 12], and ``fps`` (frames per second). Frame ``i`` is centred at
     ``i * hop / sr`` seconds (the signal is zero-padded by half a window at both ends).
     """
     n_fft, hop = frame_params(sr)
@@ -99,9 +104,9 @@ def spectral_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray | float]:
     logmel = np.log(mel, out=mel)
     flux = np.diff(logmel, axis=0, prepend=logmel[:1])
     np.maximum(flux, 0.0, out=flux)
-    low_bands = _mel_centers(sr, n_fft, n_mels, 30.0, fmax) < 150.0
-    return {"onset": flux.sum(axis=1), "low_onset": flux[:, low_bands].sum(axis=1), "chroma": chroma,
-            "fps": sr / hop}
+    centers = _mel_centers(sr, n_fft, n_mels, 30.0, fmax)
+    return {"onset": flux.sum(axis=1), "low_onset": flux[:, centers < 150.0].sum(axis=1),
+            "body_onset": flux[:, centers < BODY_HZ].sum(axis=1), "chroma": chroma, "fps": sr / hop}
 
 
 @functools.lru_cache(maxsize=8)

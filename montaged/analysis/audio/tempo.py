@@ -200,6 +200,50 @@ def choose_metrical_level(beats: np.ndarray, env: np.ndarray) -> int:
     return 0
 
 
+def _hit_rates(points: np.ndarray, body: np.ndarray, threshold: float, period: int) -> np.ndarray:
+    """Fraction of ``points`` with a body onset above ``threshold``, for each phase mod ``period``."""
+    hit = beat_strengths(points, body, radius=2) > threshold
+    return np.array([float(hit[k::period].mean()) if len(hit[k::period]) else 0.0 for k in range(period)])
+
+
+def metrical_factor(beats: np.ndarray, env: np.ndarray, body: np.ndarray) -> float:
+    """What to multiply the tracked tempo by to reach the quarter-note level: 1/3, 1/2, 1 or 2.
+
+    The evidence is where the kick, bass, snare and chords play (``body``: the onset envelope
+    below ~1.2 kHz, without the hi-hats). The quarter note is the fastest pulse on which they
+    play on (nearly) every beat:
+
+    - every other tracked beat without such an onset: the tracker found the eighths (or the
+      hats of a slow or half-time groove): halve;
+    - two of every three without: the eighths of a compound meter (6/8): a third;
+    - the points halfway between beats with such onsets as often as the beats: double.
+
+    The full-band rules of :func:`choose_metrical_level` (alternating strong/weak beats: halve;
+    strong midpoints: double) still count, but only when the body band does not contradict them.
+    Without such evidence the level of the prior-weighted periodicity (:func:`estimate_tempo`)
+    stands.
+    """
+    if len(beats) < 12 or not np.any(body > 0):
+        return float(2.0 ** choose_metrical_level(beats, env)) if len(beats) >= 8 else 1.0
+    strengths = beat_strengths(beats, body, radius=2)
+    threshold = 0.3 * float(np.percentile(strengths, 90))
+    if threshold <= 0:
+        return float(2.0 ** choose_metrical_level(beats, env))
+    halves = _hit_rates(beats, body, threshold, 2)
+    thirds = np.sort(_hit_rates(beats, body, threshold, 3))
+    if thirds[-1] > 0.7 and thirds[-2] < 0.35 and halves.min() > 0.2:
+        return 1.0 / 3.0
+    if halves.max() > 0.7 and halves.min() < 0.35:
+        return 0.5
+    mids = float(_hit_rates((beats[:-1] + beats[1:]) / 2.0, body, threshold, 1)[0])
+    level = choose_metrical_level(beats, env)
+    if level < 0 and halves.min() < 0.6:
+        return 0.5
+    if (level > 0 and mids > 0.4) or mids > 0.7:
+        return 2.0
+    return 1.0
+
+
 def tempo_from_beats(beat_times: np.ndarray) -> float:
     """Median tempo over 8-beat spans: robust to a missed beat, finer than one frame."""
     if len(beat_times) < 2:
