@@ -30,6 +30,7 @@ KINDS = {
     "halftime": dict(bpm=64.0, duration=32.0, seed=52, style="halftime", hats=3.0),
     "strummed": dict(bpm=88.0, duration=30.0, seed=53, style="strummed"),
     "piano": dict(bpm=70.0, duration=32.0, seed=54, style="piano"),
+    "piano-brisk": dict(bpm=126.0, duration=30.0, seed=62, style="piano"),
     "fast": dict(bpm=188.0, duration=24.0, seed=55, swing=0.1),
     "live": dict(bpm=104.0, duration=30.0, seed=56, wander=0.03, jitter=0.008),
     "long-intro": dict(bpm=96.0, duration=40.0, seed=57, sections=[("intro", 8), ("verse", 4), ("drop", 4)]),

@@ -15,9 +15,9 @@ on synthesised signals without files. The stages live in submodules (:mod:`.spec
    onsets whose spacing stays close to the beat period, so it follows a slowly drifting tempo.
 4. :func:`metrical_factor`: the tempo octave, decided on where the body instruments (kick,
    bass, snare, chords: the onset envelope below 1.2 kHz) play: the quarter note is the fastest
-   pulse with a body onset on nearly every beat. Halve, divide by 3 (the eighths of a 6/8) or
-   double accordingly; :func:`choose_metrical_level`'s full-band rules count unless the body
-   band contradicts them.
+   pulse with body onsets on every beat (no phase of the beats without them). Halve, divide
+   by 3 (the eighths of a 6/8) or double accordingly; :func:`choose_metrical_level`'s
+   full-band rules decide only when the body band holds no onset.
 5. :func:`detect_meter` (3/4, 6/8 or 4/4 from how the downbeat scores repeat, and whether the
    beat divides in three), :func:`compound_phase` and :func:`compound_from_triple` (6/8
    tracked at its eighths or at 1.5 times its tempo), then :func:`downbeat_phase`: bar phase
@@ -46,7 +46,7 @@ from montaged.analysis.audio.spectral import (
 )
 from montaged.analysis.audio.tempo import (
     FALLBACK_BPM, MAX_BPM, MIN_BPM, PRIOR_BPM, PRIOR_OCTAVES, _parabolic, _refine, autocorrelation, beat_strengths,
-    _hit_rates, choose_metrical_level, confidence_score, estimate_tempo, fallback_grid, metrical_factor,
+    EMPTY_PHASE, _phase_stats, choose_metrical_level, confidence_score, estimate_tempo, fallback_grid, metrical_factor,
     tempo_from_beats, tempo_prior, track_beats, trim_beats,
 )
 
@@ -81,7 +81,11 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
     audible = max(float(y.max(initial=0.0)), -float(y.min(initial=0.0))) > 1e-4
     if not audible:
         strength = 0.0
-    body = normalize_onset(np.asarray(spec["body_onset"], dtype=np.float32), fps)
+    body_flux = np.asarray(spec["body_onset"], dtype=np.float32)
+    # For tracking: normalised like the full envelope; as evidence of where the instruments
+    # play: only scaled (see tempo.EMPTY_PHASE).
+    body = normalize_onset(body_flux, fps)
+    evidence = body_flux / (float(body_flux.std()) or 1.0)
     if duration >= 1.5 and audible and strength > 0:
         beat_frames = track_beats(env, fps, tempo)
         # The octave (and third) decision, at most twice in the same direction (sixteenths ->
@@ -89,14 +93,14 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
         # the body band added, so that halving keeps the phase where the kick and bass are.
         previous = 1.0
         for _step in range(2):
-            factor = metrical_factor(beat_frames, env, body)
+            factor = metrical_factor(beat_frames, env, evidence)
             if factor == 1.0 or (factor - 1.0) * (previous - 1.0) < 0 or not MIN_BPM <= tempo * factor <= MAX_BPM:
                 break
             alternates = [tempo] + [a for a in alternates if abs(a - tempo * factor) > 1.0]
             tempo *= factor
             previous = factor
             beat_frames = track_beats(env + body, fps, tempo)
-        phase = compound_phase(beat_frames, body, np.asarray(spec["chroma"])) if tempo >= 120.0 else None
+        phase = compound_phase(beat_frames, evidence, np.asarray(spec["chroma"])) if tempo >= 120.0 else None
         if phase is not None and tempo / 3.0 >= MIN_BPM:
             # The eighths of a 6/8: every third of them is the (dotted-quarter) beat.
             alternates = [tempo] + [a for a in alternates if abs(a - tempo / 3.0) > 1.0]
@@ -122,7 +126,7 @@ def analyze_signal(y: np.ndarray, sr: int, progress: Progress | None = None) -> 
         bpb, meter_label, meter_conf, scores = detect_meter(beat_frames, env, np.asarray(spec["low_onset"]),
                                                             np.asarray(spec["chroma"]))
         pos = downbeat_phase(scores, bpb)
-        dotted = compound_from_triple(beat_frames, body, pos) if bpb == 3 else None
+        dotted = compound_from_triple(beat_frames, evidence, pos) if bpb == 3 else None
         if dotted is not None:
             alternates = [tempo] + [a for a in alternates if abs(a - tempo * 2.0 / 3.0) > 1.0]
             beat_frames, beats, tempo = dotted, dotted / fps, tempo_from_beats(dotted / fps)
