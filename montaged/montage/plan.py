@@ -2,9 +2,10 @@
 
 The timeline starts on a downbeat after the music's quiet intro and ends on a phrase boundary
 near the requested duration; bars and phrases follow the analysed meter (3 beats a bar in a
-waltz), and a beat grid the analysis is unsure of is only cut on its stronger pulse. Every cut starts exactly on a beat: cut times are the *absolute*
-beat times (minus the music offset) rounded to the output frame grid, never sums of durations,
-so rounding errors cannot accumulate into drift. How many beats a shot lasts follows the style
+waltz), and a beat grid the analysis is unsure of is only cut on its stronger pulse. Every cut
+starts exactly on a beat: cut times are the *absolute* beat times (minus the music offset)
+rounded to the output frame grid, never sums of durations, so rounding errors cannot
+accumulate into drift. How many beats a shot lasts follows the style
 and the loudness of the section it falls in (short shots in the drop, long ones in a breakdown).
 
 For every slot, all candidate scenes of all clips are scored in one vectorised pass:
