@@ -174,7 +174,8 @@ def analyze_audio(path: str, info, progress: Progress) -> "Analysis":
     }
     if decoded.corrupt_packets or decoded.truncated:
         head["decode_problems"] = {"corrupt_packets": decoded.corrupt_packets, "truncated": decoded.truncated}
-    log.info("analysed %s: %.1f BPM, confidence %.2f, %d beats%s", os.path.basename(path), features["tempo"],
+    log.info("analysed %s: %.1f BPM, %s (meter confidence %.2f), confidence %.2f, %d beats%s",
+             os.path.basename(path), features["tempo"], features["meter"]["label"], features["meter_confidence"],
              features["confidence"], len(features["beats"]), " (fallback grid)" if features["fallback_grid"] else "")
     progress(1.0)
     return Analysis("audio", {**head, **features}, arrays)
