@@ -233,8 +233,8 @@ def score(truth: synth.TrackTruth, beats: np.ndarray, tempo: float, downbeats: n
         return round(float(mir_eval.beat.f_measure(mir_eval.beat.trim_beats(np.asarray(ref, float)),
                                                    mir_eval.beat.trim_beats(np.asarray(est, float)))), 4)
 
-    return {"f": f(truth.beats, beats), "tempo": round(tempo, 3), "tempo_error": round(float(tempo / truth.tempo - 1.0), 5),
-            "downbeat_f": f(truth.downbeats, downbeats)}
+    return {"f": f(truth.beats, beats), "tempo": round(tempo, 3),
+            "tempo_error": round(float(tempo / truth.tempo - 1.0), 5), "downbeat_f": f(truth.downbeats, downbeats)}
 
 
 # --------------------------------------------------------------------------------------------

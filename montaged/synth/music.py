@@ -352,7 +352,8 @@ def synth_track(
     samples = _spread(stereo, channels)
 
     downbeats = beats[::beats_per_bar]
-    meter = {4: "4/4", 3: "3/4"}.get(beats_per_bar, f"{beats_per_bar * 3}/8" if subdivision == 3 else f"{beats_per_bar}/4")
+    compound = f"{beats_per_bar * 3}/8" if subdivision == 3 else f"{beats_per_bar}/4"
+    meter = {4: "4/4", 3: "3/4"}.get(beats_per_bar, compound)
     bar_starts = np.append(downbeats, duration)
     sec_list: list[dict] = []
     for bar, kind in enumerate(bar_kind):

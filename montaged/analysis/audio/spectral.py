@@ -66,7 +66,8 @@ def spectral_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray | float]:
     """Onset envelopes and chroma from one STFT.
 
     Returns ``onset`` (all bands), ``low_onset`` (below 150 Hz) and ``body_onset`` (below
-    :data:`BODY_HZ`) as positive log-mel flux per frame, ``chroma`` [frames, 12], and ``fps`` (frames per second). Frame ``i`` is centred at
+    :data:`BODY_HZ`) as positive log-mel flux per frame, ``chroma`` [frames, 12], and ``fps``
+    (frames per second). Frame ``i`` is centred at
     ``i * hop / sr`` seconds (the signal is zero-padded by half a window at both ends).
     """
     n_fft, hop = frame_params(sr)

@@ -219,8 +219,8 @@ def metrical_factor(beats: np.ndarray, env: np.ndarray, body: np.ndarray) -> flo
     """What to multiply the tracked tempo by to reach the quarter-note level: 1/3, 1/2, 1 or 2.
 
     The evidence is where the kick, bass, snare and chords play (``body``: the onset flux below
-    ~1.2 kHz, without the hi-hats, scaled to unit std). The quarter note is the fastest pulse on which they
-    play on every beat, if more softly on some:
+    ~1.2 kHz, without the hi-hats, scaled to unit std). The quarter note is the fastest pulse on
+    which they play on every beat, if more softly on some:
 
     - every other tracked beat without any such onset: the tracker found the eighths (or the
       hats of a slow or half-time groove): halve;
