@@ -314,3 +314,61 @@ def test_edit_list_round_trips_and_matches_the_contract():
     assert set(d["cuts"][0]) == {"index", "record_in", "record_out", "source", "source_in", "source_out", "scene",
                                  "beat", "score"}
     assert EditList.from_dict(json.loads(json.dumps(d))) == edit
+
+
+# ---------------------------------------------------------------------------------------------
+# The analysed meter and the beat's confidence
+
+
+def test_three_beat_bars_set_the_start_the_shots_and_the_end():
+    track = music(bpm=96.0, bpb=3, duration=120.0, intro_bars=4)
+    f = track[1]
+    beats, downbeats, phrases = (np.asarray(f[k]) for k in ("beats", "downbeats", "phrases"))
+    bar = 3 * 60.0 / 96.0
+    for requested in (30.0, 45.0):
+        edit = plan(track=track, duration=requested, clips=plenty(8))
+        assert edit.music_offset in f["downbeats"] and edit.music_offset >= f["intro_end"] - 1e-9
+        end_in_music = edit.music_offset + edit.duration
+        # ends on a phrase (4 bars of 3 beats) or a downbeat within a bar of the request
+        assert abs(edit.duration - requested) <= bar + 1e-6
+        assert min(abs(np.concatenate([phrases, downbeats]) - end_in_music)) <= 0.5 / FPS + 1e-6
+        assert edit.fade_duration == pytest.approx(bar)
+        # shots are 2 beats (loud parts), 1 bar or 2 bars of 3 beats: never 4 or 8 beats
+        lengths = np.diff([c.beat for c in edit.cuts])
+        assert set(lengths) <= {2, 3, 6} and {3, 6} & set(lengths)
+        # and a shot of a bar or more starts on a downbeat
+        assert all(c.beat % 3 == 0 for c, n in zip(edit.cuts, lengths) if n >= 3)
+    assert beats[edit.first_beat] == edit.music_offset
+
+
+def test_a_stored_analysis_without_beats_per_bar_keeps_four():
+    name, features, arrays = music(bpm=120.0)
+    features = {k: v for k, v in features.items() if k != "beats_per_bar"}
+    edit = plan(track=(name, features, arrays), duration=31.0)
+    assert edit.fade_duration == pytest.approx(2.0)  # a 4-beat bar at 120 BPM
+
+
+def test_low_confidence_cuts_on_every_other_beat_with_a_warning():
+    name, features, arrays = music(bpm=120.0, duration=120.0, intro_bars=0)
+    sure = plan(track=(name, features, arrays), duration=60.0, style="energetic", clips=plenty(8))
+    assert not any("uncertain" in w for w in sure.warnings)
+    assert any(c.beat % 2 for c in sure.cuts)  # energetic: single beats in the loud parts
+    unsure = plan(track=(name, dict(features, confidence=0.35), arrays), duration=60.0, style="energetic",
+                  clips=plenty(8))
+    assert any("uncertain (confidence 0.35)" in w and "every other beat" in w for w in unsure.warnings)
+    assert unsure.cuts and all(c.beat % 2 == 0 for c in unsure.cuts)
+    assert unsure.to_dict()["warnings"] == unsure.warnings
+
+
+def test_a_fallback_grid_cuts_on_bars_with_a_warning():
+    name, features, arrays = music(bpm=120.0, duration=90.0, intro_bars=0)
+    features = dict(features, confidence=0.1, fallback_grid=True)
+    edit = plan(track=(name, features, arrays), duration=40.0, style="energetic", clips=plenty(8))
+    assert any("no steady beat" in w and "bars only" in w for w in edit.warnings)
+    assert all(c.beat % 4 == 0 for c in edit.cuts)
+    # an uncertain waltz: every other beat would cross its bars, so bars only
+    waltz = music(bpm=120.0, bpb=3, duration=90.0, intro_bars=0)
+    edit = plan(track=(waltz[0], dict(waltz[1], confidence=0.4), waltz[2]), duration=40.0, style="energetic",
+                clips=plenty(8))
+    assert any("uncertain" in w and "bars only" in w for w in edit.warnings)
+    assert all(c.beat % 3 == 0 for c in edit.cuts)

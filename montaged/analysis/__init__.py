@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # numpy is imported where arrays are made, not by `montaged s
     import numpy as np
 
 # Bump when the analysis output changes shape or meaning, so stored features are recomputed.
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3  # 2: video flashes and keyframe cuts; 3: music meter and tempo octave
 
 Progress = Callable[[float], None]
 """Called by long analyses with the fraction done (0..1). Must be cheap and never raise."""

@@ -1,9 +1,11 @@
 """Beat grid -> cut list: which shot plays on which beats. Pure numpy, seeded, reproducible.
 
 The timeline starts on a downbeat after the music's quiet intro and ends on a phrase boundary
-near the requested duration. Every cut starts exactly on a beat: cut times are the *absolute*
-beat times (minus the music offset) rounded to the output frame grid, never sums of durations,
-so rounding errors cannot accumulate into drift. How many beats a shot lasts follows the style
+near the requested duration; bars and phrases follow the analysed meter (3 beats a bar in a
+waltz), and a beat grid the analysis is unsure of is only cut on its stronger pulse. Every cut
+starts exactly on a beat: cut times are the *absolute* beat times (minus the music offset)
+rounded to the output frame grid, never sums of durations, so rounding errors cannot
+accumulate into drift. How many beats a shot lasts follows the style
 and the loudness of the section it falls in (short shots in the drop, long ones in a breakdown).
 
 For every slot, all candidate scenes of all clips are scored in one vectorised pass:
@@ -38,6 +40,10 @@ BEATS_PER_CUT = {
     "energetic": {"high": 1, "mid": 2, "low": 4},
 }
 LEVEL_ENERGY = {"low": 0.2, "mid": 0.5, "high": 0.85}
+# Below this beat confidence (the analysis's 0..1) a shot may only start on every other beat of
+# the bar; a fallback grid (no steady beat found) only on its bars. A cut off the real beat
+# looks wrong; a cut twice as long still looks calm.
+LOW_CONFIDENCE = 0.5
 
 # Score weights. The "unused" bonus is larger than every other term together, so unused scenes
 # always win over reused ones ("unused first"); the rest trade off against each other.
@@ -185,6 +191,7 @@ class _Music:
     sections: list
     energy: np.ndarray | None
     energy_hz: float
+    stride: str = "beat"  # where shots may start: "beat", "half" (every other beat of a bar) or "bar"
 
 
 def _music(features: Mapping, arrays: Mapping, warnings: list[str]) -> _Music:
@@ -208,12 +215,22 @@ def _music(features: Mapping, arrays: Mapping, warnings: list[str]) -> _Music:
         downbeats = beats[::bpb]
     if len(phrases) == 0:
         phrases = downbeats[:: 4]
+    stride = "beat"
+    confidence = features.get("confidence")
+    if features.get("fallback_grid"):
+        stride = "bar"
+        warnings.append(f"no steady beat was found in the music: cuts follow a steady {tempo:.0f} BPM grid, "
+                        "on its bars only")
+    elif confidence is not None and float(confidence) < LOW_CONFIDENCE:
+        stride = "half" if bpb % 2 == 0 else "bar"
+        warnings.append(f"the beat of the music is uncertain (confidence {float(confidence):.2f}): cuts fall on "
+                        + ("every other beat" if stride == "half" else "bars") + " only")
     energy = arrays.get("energy") if arrays else None
     energy = None if energy is None or len(energy) == 0 else np.asarray(energy, dtype=np.float64)
     return _Music(beats=beats, downbeats=downbeats, phrases=phrases, duration=duration or float(beats[-1]),
                   tempo=tempo, bpb=bpb, intro_end=float(features.get("intro_end") or 0.0),
                   sections=list(features.get("sections") or []), energy=energy,
-                  energy_hz=float(features.get("energy_hz") or 10.0))
+                  energy_hz=float(features.get("energy_hz") or 10.0), stride=stride)
 
 
 def _nearest_beat(beats: np.ndarray, t: float) -> int:
@@ -450,6 +467,12 @@ def plan_edit(
     t0 = float(beats[k0])
     is_down = np.zeros(len(beats), dtype=bool)
     is_down[[_nearest_beat(beats, d) for d in m.downbeats]] = True
+    allowed = _allowed_starts(is_down, m.stride)
+    allowed[k_end] = True
+
+    def snap(i: int) -> int:
+        # The next beat a shot may start on (the preview's end always may).
+        return i + int(np.argmax(allowed[i:])) if i < k_end else k_end
 
     def on_grid(t: float) -> float:
         # Absolute beat time -> nearest output frame: cut times never accumulate rounding.
@@ -471,7 +494,7 @@ def plan_edit(
     stopped = False
     while k < k_end:
         level = _level_at(m, float(beats[k]))
-        n_beats = BEATS_PER_CUT[style][level]
+        n_beats = beats_per_cut(BEATS_PER_CUT[style][level], m.bpb)
         # A long shot that starts off the bar (after a section change) ends on the next downbeat,
         # so cuts get back onto the bar.
         nk = min(k + n_beats, k_end)
@@ -479,8 +502,9 @@ def plan_edit(
             nxt = np.flatnonzero(is_down[k + 1:nk])
             if len(nxt):
                 nk = k + 1 + int(nxt[0])
+        nk = snap(nk)
         while nk < k_end and on_grid(beats[nk]) - on_grid(beats[k]) < MIN_SHOT - 1e-9:
-            nk += 1
+            nk = snap(nk + 1)
         # Never leave a tail too short to be a shot: fold it into this one.
         if 0 < on_grid(beats[k_end]) - on_grid(beats[nk]) < MIN_SHOT - 1e-9:
             nk = k_end
@@ -489,7 +513,7 @@ def plan_edit(
 
         choice = None
         # Too little footage for this slot: try shorter slots (fewer beats) before giving up.
-        for end_k in _shorter(k, nk, beats, on_grid):
+        for end_k in [e for e in _shorter(k, nk, beats, on_grid) if allowed[e]]:
             rec_in, rec_out = on_grid(beats[k]), on_grid(beats[end_k])
             length = rec_out - rec_in
             energy = _energy_between(m, float(beats[k]), float(beats[end_k]))
@@ -547,6 +571,25 @@ def plan_edit(
         music_offset=round(t0, 6), tempo=round(float(m.tempo), 3), fade_start=round(end - fade, 6),
         fade_duration=fade, first_beat=int(k0), cuts=cuts, warnings=warnings, title=title, style=style,
         aspect=aspect, seed=int(seed))
+
+
+def beats_per_cut(n: int, bpb: int) -> int:
+    """The table's beats per shot in the music's own bars: its 4, 8 and 16 are 1, 2 and 4 bars
+    (a 3/4 bar is 3 beats, a 6/8 bar 2 dotted quarters); 1 and 2 stay beats."""
+    return n if n < 4 else max(1, (n // 4) * bpb)
+
+
+def _allowed_starts(is_down: np.ndarray, stride: str) -> np.ndarray:
+    """Which beats a shot may start on: all of them, every other beat counted from each
+    downbeat, or the downbeats only."""
+    if stride == "beat":
+        return np.ones(len(is_down), dtype=bool)
+    if stride == "bar" or not is_down.any():
+        return is_down.copy() if is_down.any() else np.ones(len(is_down), dtype=bool)
+    # Beats since the last downbeat, vectorised: index minus the index of the last downbeat.
+    idx = np.arange(len(is_down))
+    last_down = np.maximum.accumulate(np.where(is_down, idx, 0))
+    return (idx - last_down) % 2 == 0
 
 
 def _shorter(k: int, nk: int, beats: np.ndarray, on_grid) -> list[int]:

@@ -3,8 +3,12 @@
 A track is drums (kick, snare, hi-hats, a crash on section starts), bass and chords, arranged in
 sections that stress a beat tracker the way real music does: an intro without percussion (only
 chord stabs carry the beat), a verse, a breakdown without kick, a loud drop and a fading outro.
-The tempo may drift slowly (``drift``) and off-beat eighths may swing (``swing``); the returned
-:class:`TrackTruth` holds the exact beat and downbeat times that the audio was built from.
+The tempo may drift slowly (``drift``) or wander like a live band (``wander``, ``jitter``), and
+off-beat eighths may swing (``swing``). ``style`` changes the band: ``"halftime"`` drums (kick on
+1, snare on 3, eighth hats), or no drums at all (``"strummed"`` guitar-like chords, ``"piano"``:
+bass notes and chords). ``beats_per_bar`` 3 is a waltz; ``beats_per_bar=2, subdivision=3`` is 6/8
+(the beat is the dotted quarter, three eighths each). The returned :class:`TrackTruth` holds the
+exact beat and downbeat times that the audio was built from.
 
 :func:`synth_track` is pure (returns samples); :func:`make_track` also encodes them with PyAV, the
 codec chosen from the file extension (.wav .m4a .mp3 .flac .ogg .opus; .mp4 and .mkv give a
@@ -53,6 +57,11 @@ _CODECS = {
 }
 _LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
+STYLES = ("band", "halftime", "strummed", "piano")
+DRUMLESS = ("strummed", "piano")
+# Loudness of the chords of a drumless style per section level: they carry the whole beat.
+_DRUMLESS_CHORDS = {"low": 0.5, "mid": 0.7, "high": 0.95}
+
 
 @dataclass
 class TrackTruth:
@@ -62,6 +71,7 @@ class TrackTruth:
     downbeats: np.ndarray  # seconds, first beat of every bar
     duration: float
     beats_per_bar: int = 4
+    meter: str = "4/4"  # "4/4", "3/4", "6/8" (2 dotted-quarter beats of 3 eighths), "2/4"
     # [{"kind", "start", "end", "level"}]: the arrangement, with the level it was mixed at
     sections: list[dict] = field(default_factory=list)
 
@@ -99,6 +109,20 @@ def beat_times(bpm: float, duration: float, drift: float = 0.0, offset: float = 
     phase_at_offset = np.interp(offset, t, phase)
     targets = phase_at_offset + np.arange(0, int(phase[-1] - phase_at_offset) + 1)
     return np.interp(targets, phase, t)
+
+
+def wandered(beats: np.ndarray, wander: float, rng: np.random.Generator) -> np.ndarray:
+    """Beat times of a band without a click: every inter-beat interval scaled by a slow random
+    walk (an AR(1) process over beats with a ~10-beat memory, standard deviation ``wander``)."""
+    if wander <= 0 or len(beats) < 3:
+        return beats
+    ibi = np.diff(beats)
+    noise = rng.standard_normal(len(ibi))
+    # AR(1) by an IIR filter: a per-beat loop in scipy's C code, not in Python.
+    from scipy.signal import lfilter
+
+    walk = lfilter([np.sqrt(1 - 0.9 ** 2)], [1.0, -0.9], noise)
+    return beats[0] + np.concatenate([[0.0], np.cumsum(ibi * (1.0 + wander * walk))])
 
 
 def _midi_hz(note: np.ndarray | float) -> np.ndarray:
@@ -180,23 +204,38 @@ def synth_track(
     channels: int = 2,
     seed: int = 0,
     path: str = "",
+    style: str = "band",
+    subdivision: int = 2,
+    wander: float = 0.0,
+    jitter: float = 0.0,
+    hats: float = 1.0,
 ) -> tuple[np.ndarray, int, TrackTruth]:
     """Render a track: returns (samples float32 [n, channels] in -1..1, sample_rate, truth).
 
     ``sections`` is a list of (kind, bars) with kind in :data:`SECTION_KINDS`; the last section
     is extended or cut to fill ``duration``. ``swing`` (0..0.33) delays every off-beat eighth by
     that fraction of an eighth note (1/3 is a triplet shuffle). ``drift`` is the total fractional
-    tempo change over the track (0.03 speeds up by 3%; negative slows down).
+    tempo change over the track (0.03 speeds up by 3%; negative slows down). ``wander`` (e.g.
+    0.03) lets every beat interval stray from it by a slow random walk, and ``jitter`` (seconds,
+    e.g. 0.008) displaces every note from its beat at random, as players do; the truth is the
+    wandering beat itself. ``subdivision`` is 2 (eighths) or 3 (compound time: triplet eighths).
+    ``style`` is one of :data:`STYLES`. ``hats`` scales the hi-hats; above 1 the off-beats are as
+    loud as the beats, as on many recordings where the eighths are the loudest onsets there are.
     """
     if not 20.0 <= bpm <= 400.0:
         raise ValueError(f"bpm out of range: {bpm}")
     if duration <= 0 or sample_rate < 4000 or channels < 1 or beats_per_bar < 1:
         raise ValueError("duration, sample_rate, channels and beats_per_bar must be positive")
+    if style not in STYLES or subdivision not in (2, 3):
+        raise ValueError(f"style must be one of {STYLES} and subdivision 2 or 3")
     rng = np.random.default_rng(seed)
     sr = int(sample_rate)
     n = int(round(duration * sr))
     offset = 0.05 + 0.2 * rng.random()  # music rarely starts exactly on sample 0
     beats = beat_times(bpm, duration, drift, offset)
+    # A second generator for the new options, so that tracks without them stay sample-identical.
+    live_rng = np.random.default_rng([seed, 19])
+    beats = wandered(beats, wander, live_rng)
     beats = beats[beats < duration]
     n_beats = len(beats)
     # Beat intervals for every beat (the last one repeats), to place eighths and size notes.
@@ -220,54 +259,84 @@ def synth_track(
     crash = _hat(sr, rng, decay=0.5) * 0.8
     vel = 1.0 + 0.08 * rng.standard_normal(n_beats * 2)  # a little human dynamics
 
+    drumless = style in DRUMLESS
+    strum = _strum_offsets(live_rng) if style == "strummed" else None
+
+    def hit(t: float, sound: np.ndarray, gl: float, gr: float) -> None:
+        # Players are never exactly on the beat: each note strays by ``jitter``.
+        if jitter:
+            t = max(0.0, t + float(live_rng.normal(0.0, jitter)))
+        _add(left, t, sound, gl, sr)
+        _add(right, t, sound, gr, sr)
+
     for b in range(n_beats):
         bar, pos = divmod(b, beats_per_bar)
         kind = bar_kind[bar]
-        pad, stabs, bass, kick_g, snare_g, hat_g, crash_g, _level = _ARRANGEMENT[kind]
+        pad, stabs, bass, kick_g, snare_g, hat_g, crash_g, level = _ARRANGEMENT[kind]
+        if drumless:
+            stabs, kick_g, snare_g, hat_g, crash_g = _DRUMLESS_CHORDS[level], 0.0, 0.0, 0.0, 0.0
+            bass = max(bass, 0.35)
         t0, d = beats[b], ibi[b]
         root_deg, quality = _PROGRESSION[bar % len(_PROGRESSION)]
         root = 48 + (key + root_deg) % 12  # C3..B3
         chord = root + 12 + np.array(_TRIAD[quality])  # one octave up: C4..B5 voicing
         v = vel[b]
         downbeat = pos == 0
+        # Where the off-beat notes go: the "and" (swung) in simple time, the 2nd and 3rd triplet
+        # eighths in compound time.
+        offs = [d * (0.5 + swing * 0.5)] if subdivision == 2 else [d / 3.0, 2.0 * d / 3.0]
         if downbeat and pad:
             bar_len = float(ibi[b : b + beats_per_bar].sum())
             note = _tone(_midi_hz(chord), int(bar_len * sr), sr, 5, 0.03, bar_len * 0.8)
-            _add(left, t0, note, pad, sr)
-            _add(right, t0, note, pad, sr)
-        if stabs:
+            hit(t0, note, pad, pad)
+        if stabs and style == "strummed":
+            # A down-strum on every beat, the strings a few ms apart, accented on the bar.
+            accent = 1.0 if downbeat else 0.65
+            guitar = np.concatenate([[root], chord, chord[:2] + 12])
+            for k, f in enumerate(guitar):
+                note = _tone(_midi_hz([f]), int(min(1.2, d * 1.5) * sr), sr, 6, 0.002, 0.35)
+                hit(t0 + strum[k], note, stabs * accent * v * 0.5, stabs * accent * v * 0.45)
+            # Light up-strums (top strings, high to low) on the eighths between the beats.
+            for off in offs:
+                for k, f in enumerate(guitar[:-4:-1]):
+                    note = _tone(_midi_hz([f]), int(min(0.5, d * 0.5) * sr), sr, 6, 0.002, 0.15)
+                    hit(t0 + off + strum[k], note, stabs * v * 0.12, stabs * v * 0.1)
+        elif stabs and style == "piano":
+            # Left hand: the root low on the bar (and mid-bar in 4/4); right hand: the chord on
+            # every beat, softer off the bar.
+            accent = 1.0 if downbeat else 0.6
+            note = _tone(_midi_hz(chord), int(min(1.5, d * 2) * sr), sr, 8, 0.002, 0.5)
+            hit(t0, note, stabs * accent * v, stabs * accent * v * 0.9)
+            if subdivision == 3:  # compound time: the chord broken over the triplet eighths
+                for k, off in enumerate(offs):
+                    note = _tone(_midi_hz([chord[1 + k] + 12]), int(d / 3 * 2 * sr), sr, 8, 0.002, 0.3)
+                    hit(t0 + off, note, stabs * v * 0.3, stabs * v * 0.3)
+        elif stabs:
             accent = 1.0 if downbeat else 0.6
             stab = _tone(_midi_hz(chord), int(min(0.4, d) * sr), sr, 6, 0.002, 0.09)
-            _add(left, t0, stab, stabs * accent * v, sr)
-            _add(right, t0, stab, stabs * accent * v * 0.8, sr)
-        if bass:
+            hit(t0, stab, stabs * accent * v, stabs * accent * v * 0.8)
+        if bass and (style != "piano" or downbeat or (beats_per_bar == 4 and pos == 2)):
             # Root on every beat, held longer and louder on the downbeat.
             length = d * (1.8 if downbeat else 0.85)
             note = _tone(_midi_hz([root - 12]), int(length * sr), sr, 4, 0.004, length * 0.6)
             g = bass * (1.0 if downbeat else 0.7) * v
-            _add(left, t0, note, g, sr)
-            _add(right, t0, note, g, sr)
+            hit(t0, note, g, g)
         if kick_g:
-            # Verse: kick on 1 and 3 (plus a pickup before 3); drop: four on the floor.
-            four = kind == "drop"
-            if four or pos % 2 == 0:
-                _add(left, t0, kick, kick_g * v, sr)
-                _add(right, t0, kick, kick_g * v, sr)
-            if not four and pos == 1 and beats_per_bar >= 3:
-                _add(left, t0 + d * (0.5 + swing * 0.5), kick, kick_g * 0.5, sr)
-                _add(right, t0 + d * (0.5 + swing * 0.5), kick, kick_g * 0.5, sr)
-        if snare_g and pos % 2 == 1:
-            _add(left, t0, snare_s, snare_g * v * 0.9, sr)
-            _add(right, t0, snare_s, snare_g * v, sr)
+            for t, g in _kick_pattern(style, kind, pos, beats_per_bar, t0, offs, v):
+                hit(t, kick, kick_g * g, kick_g * g)
+        if snare_g and _snare_on(style, pos, beats_per_bar):
+            hit(t0, snare_s, snare_g * v * 0.9, snare_g * v)
         if hat_g:
-            off = t0 + d * (0.5 + swing * 0.5)
             hat_off = open_hat if kind == "drop" else hat_s
-            _add(left, t0, hat_s, hat_g * 0.7 * vel[n_beats + b], sr)
-            _add(right, off, hat_off, hat_g * 0.6, sr)
-            _add(left, off, hat_off, hat_g * 0.3, sr)
+            even = hats > 1.0  # loud hats: every eighth alike, the beat no louder than the "and"
+            _add(left, t0, hat_s, hat_g * hats * 0.7 * vel[n_beats + b], sr)
+            if even:
+                _add(right, t0, hat_s, hat_g * hats * 0.6, sr)
+            for off in offs:
+                _add(right, t0 + off, hat_s if even else hat_off, hat_g * hats * 0.6, sr)
+                _add(left, t0 + off, hat_s if even else hat_off, hat_g * hats * (0.7 if even else 0.3), sr)
         if crash_g and downbeat and (bar == 0 or bar_kind[bar - 1] != kind):
-            _add(left, t0, crash, crash_g, sr)
-            _add(right, t0, crash, crash_g, sr)
+            hit(t0, crash, crash_g, crash_g)
 
     # Fade out the last two bars of an outro, as records do.
     if bar_kind[-1] == "outro" and n_beats > 2 * beats_per_bar:
@@ -283,6 +352,8 @@ def synth_track(
     samples = _spread(stereo, channels)
 
     downbeats = beats[::beats_per_bar]
+    compound = f"{beats_per_bar * 3}/8" if subdivision == 3 else f"{beats_per_bar}/4"
+    meter = {4: "4/4", 3: "3/4"}.get(beats_per_bar, compound)
     bar_starts = np.append(downbeats, duration)
     sec_list: list[dict] = []
     for bar, kind in enumerate(bar_kind):
@@ -294,8 +365,36 @@ def synth_track(
                              "level": _ARRANGEMENT[kind][-1]})
     tempo = 60.0 / float(np.median(np.diff(beats))) if n_beats > 1 else float(bpm)
     truth = TrackTruth(path=str(path), tempo=tempo, beats=beats, downbeats=downbeats,
-                       duration=float(n) / sr, beats_per_bar=beats_per_bar, sections=sec_list)
+                       duration=float(n) / sr, beats_per_bar=beats_per_bar, meter=meter, sections=sec_list)
     return samples, sr, truth
+
+
+def _strum_offsets(rng: np.random.Generator) -> np.ndarray:
+    """When each of the 6 strings of a down-strum sounds: 8-14 ms apart, low string first."""
+    return np.concatenate([[0.0], np.cumsum(rng.uniform(0.008, 0.014, 5))])
+
+
+def _kick_pattern(style: str, kind: str, pos: int, bpb: int, t0: float, offs: list[float],
+                  v: float) -> list[tuple[float, float]]:
+    """(time, gain) of the kicks on one beat; ``v`` is the beat's velocity (pickups: 0.5 flat).
+
+    Band: four on the floor in the drop; elsewhere 1 and 3 with a pickup before 3 (4/4), only 1
+    in a waltz or in 6/8. Half-time: 1 only, with a pickup on the last off-beat.
+    """
+    if style == "halftime":
+        return [(t0, v)] if pos == 0 else [(t0 + offs[-1], 0.5)] if pos == bpb - 1 else []
+    if kind == "drop":
+        return [(t0, v)]
+    if bpb == 4:
+        return [(t0, v)] if pos % 2 == 0 else [(t0 + offs[-1], 0.5)] if pos == 1 else []
+    return [(t0, v)] if pos == 0 else []
+
+
+def _snare_on(style: str, pos: int, bpb: int) -> bool:
+    """Backbeat: 2 and 4 in 4/4, 2 and 3 in a waltz, 2 in 6/8; half-time: 3 only."""
+    if style == "halftime":
+        return pos == bpb // 2
+    return pos > 0 if bpb == 3 else pos % 2 == 1
 
 
 def _spread(stereo: np.ndarray, channels: int) -> np.ndarray:
@@ -413,11 +512,13 @@ def make_track(
     channels: int = 2,
     seed: int = 0,
     cover: bool = False,
+    **options,
 ) -> TrackTruth:
-    """Synthesise a track and write it to ``path`` (codec from the extension); return its truth."""
+    """Synthesise a track and write it to ``path`` (codec from the extension); return its truth.
+    ``options``: the other keywords of :func:`synth_track` (style, subdivision, wander, jitter)."""
     samples, sr, truth = synth_track(bpm=bpm, duration=duration, sample_rate=sample_rate,
                                      beats_per_bar=beats_per_bar, swing=swing, drift=drift,
-                                     sections=sections, channels=channels, seed=seed, path=str(path))
+                                     sections=sections, channels=channels, seed=seed, path=str(path), **options)
     write_audio(str(path), samples, sr, cover=cover)
     log.debug("wrote %s: %.1f BPM, %.1f s, %d beats", path, truth.tempo, truth.duration, len(truth.beats))
     return truth
