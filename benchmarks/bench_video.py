@@ -347,14 +347,11 @@ def main_camera(args) -> int:
               flush=True)
     rows.sort(key=lambda r: r["speedup"])  # worst kind first
     print()
-    head = (f"{'kind':30} {'class':7} {'ratio med (min-max)':>20} {'cpu ratio':>9} {'montaged s':>10} "
-            f"{'PySD s':>7} {'F1 truth':>8} {'F1 PySD':>7} {'PySD F1 truth':>13}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['name']:30} {r['class']:7} {r['speedup']:6.1f} ({r['speedup_min']:.1f}-{r['speedup_max']:.1f}){'':4} "
-              f"{r['cpu_speedup']:9.1f} {r['montaged_s']['median']:10.2f} {r['pyscenedetect_s']['median']:7.2f} "
-              f"{r['f1_truth']:8.3f} {r['f1_pyscenedetect']:7.3f} {r['pyscenedetect_f1_truth']:13.3f}")
+    _table(f"{'kind':30} {'class':7} {'ratio med (min-max)':>20} {'cpu ratio':>9} {'montaged s':>10} "
+           f"{'PySD s':>7} {'F1 truth':>8} {'F1 PySD':>7} {'PySD F1 truth':>13}",
+           [f"{r['name']:30} {r['class']:7} {r['speedup']:6.1f} ({r['speedup_min']:.1f}-{r['speedup_max']:.1f}){'':4} "
+            f"{r['cpu_speedup']:9.1f} {r['montaged_s']['median']:10.2f} {r['pyscenedetect_s']['median']:7.2f} "
+            f"{r['f1_truth']:8.3f} {r['f1_pyscenedetect']:7.3f} {r['pyscenedetect_f1_truth']:13.3f}" for r in rows])
     targets = {}
     for cls, target in (("moving", TARGET_MOVING), ("tripod", TARGET_TRIPOD)):
         mine = [r for r in rows if r["class"] == cls]
@@ -393,14 +390,18 @@ def _fmt(s: dict) -> str:
     return f"{s['median']:6.2f} ({s['min']:.2f}-{s['max']:.2f})"
 
 
-def print_table(rows: list[dict]) -> None:
-    head = (f"{'clip':26} {'frames':>6} {'montaged s med (min-max)':>24} "
-            f"{'PySceneDetect s med (min-max)':>29} {'ratio':>6} {'F1 truth':>8} {'F1 PySD':>7} {'x RT':>6}")
+def _table(head: str, lines: list[str]) -> None:
     print(head)
     print("-" * len(head))
-    for r in rows:
-        print(f"{r['name']:26} {r['frames']:6d} {_fmt(r['montaged_s']):>24} {_fmt(r['pyscenedetect_s']):>29} "
-              f"{r['speedup']:6.1f} {r['f1_truth']:8.3f} {r['f1_pyscenedetect']:7.3f} {r['realtime_x']:6.1f}")
+    for line in lines:
+        print(line)
+
+
+def print_table(rows: list[dict]) -> None:
+    _table(f"{'clip':26} {'frames':>6} {'montaged s med (min-max)':>24} "
+           f"{'PySceneDetect s med (min-max)':>29} {'ratio':>6} {'F1 truth':>8} {'F1 PySD':>7} {'x RT':>6}",
+           [f"{r['name']:26} {r['frames']:6d} {_fmt(r['montaged_s']):>24} {_fmt(r['pyscenedetect_s']):>29} "
+            f"{r['speedup']:6.1f} {r['f1_truth']:8.3f} {r['f1_pyscenedetect']:7.3f} {r['realtime_x']:6.1f}" for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:

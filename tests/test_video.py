@@ -495,3 +495,21 @@ def test_an_animated_gif_is_video_and_a_one_frame_gif_a_still(tmp_path):
     assert cuts_of(analysis) == pyscenedetect_cuts(anim)  # PySceneDetect reads GIFs too
     with pytest.raises(MediaError, match="still image"):
         analyze_path(str(still))
+
+
+def test_flash_tracker_forgets_pictures_once_settled():
+    """A long file with a cut every 100 frames must not keep two pictures per cut to the end."""
+    rng = np.random.default_rng(1)
+    tracker = va.FlashTracker()
+    flash = np.full((3, 64), 255, np.uint8)
+    for cut in range(100, 100_000, 100):
+        a, b = (rng.integers(0, 256, (3, 64), dtype=np.uint8) for _ in range(2))
+        tracker.add(cut, b, a)  # a real cut: A -> B
+        if cut % 1000 == 0:  # and every tenth, a flash right after it: B -> white -> B
+            tracker.add(cut + 30, flash, b)
+            tracker.add(cut + 31, b, flash)
+        tracker.settle(cut + 50)
+        assert len(tracker.hsv) <= 6
+    kept, flashes = tracker.split(list(range(100, 100_000, 100)) + [c + 30 for c in range(1000, 100_000, 1000)])
+    assert flashes == [c + 30 for c in range(1000, 100_000, 1000)]
+    assert kept == list(range(100, 100_000, 100))
