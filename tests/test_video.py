@@ -186,6 +186,9 @@ def test_drop_flashes_keeps_a_cut_whose_picture_does_not_come_back():
     assert va.drop_flashes([10, 30], [10, 11, 30], hsv) == ([30], [10])
     # The way back not decoded: PySceneDetect's answer stands.
     assert va.drop_flashes([10], [10, 11], {9: a, 10: flash}) == ([10], [])
+    # After an earlier flash PySceneDetect's merge filter reports the way *out* of the next one
+    # (frame 51, the shot again): it is a flash too.
+    assert va.drop_flashes([51], [50, 51], {49: a, 50: flash, 51: a}) == ([], [51])
 
 
 def test_layouts_really_have_the_gop_structure_they_claim(layouts):

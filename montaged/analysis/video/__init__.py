@@ -100,7 +100,7 @@ log = logging.getLogger("montaged.analysis.video")
 
 # The package used to be one module: every name it had is still importable from here.
 from montaged.analysis.video.score import (  # noqa: F401
-    FLASH_FRAMES, FlashTracker, MIN_SCENE_LEN, THRESHOLD, content_scores, drop_flashes,
+    FLASH_FRAMES, FlashTracker, MIN_SCENE_LEN, THRESHOLD, content_scores, drop_flashes, is_flash,
     flash_filter_merge, hsv_planes,
 )
 from montaged.analysis.video.candidates import (  # noqa: F401

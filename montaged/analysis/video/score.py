@@ -88,30 +88,35 @@ def flash_filter_merge(above, n_frames: int, length: int = MIN_SCENE_LEN) -> lis
     return cuts
 
 
-def returns_within(c: int, above: list[int], hsv: dict[int, np.ndarray], frames: int) -> bool:
-    """Does the picture before above-threshold frame ``c`` come back at an above-threshold frame
-    within ``frames`` frames after it (the way back out of a flash)? Unknown pictures: no."""
-    back = [r for r in above if c < r <= c + frames and r in hsv]
-    if c - 1 not in hsv or not back:
+def is_flash(c: int, above: list[int], hsv: dict[int, np.ndarray], frames: int) -> bool:
+    """Is the cut at ``c`` one end of a flash: does the picture come back across it?
+
+    Way in: the picture before ``c`` comes back at an above-threshold frame up to ``frames``
+    later. Way out: ``c`` shows again the picture from before an above-threshold frame up to
+    ``frames`` earlier (PySceneDetect's merge filter puts the cut there after an earlier flash).
+    Pictures not known (not decoded): not a flash.
+    """
+    pairs = [(c - 1, r) for r in above if c < r <= c + frames]
+    pairs += [(a - 1, c) for a in above if c - frames <= a < c]
+    pairs = [(x, y) for x, y in pairs if x in hsv and y in hsv]
+    if not pairs:
         return False
-    scores = content_scores(np.stack([hsv[c - 1]] * len(back)), np.stack([hsv[r] for r in back]))
+    scores = content_scores(np.stack([hsv[x] for x, _ in pairs]), np.stack([hsv[y] for _, y in pairs]))
     return float(scores.min()) < THRESHOLD
 
 
 def drop_flashes(cuts: list[int], above, hsv: dict[int, np.ndarray],
                  frames: int | None = None) -> tuple[list[int], list[int]]:
     """Split ``cuts`` into (cuts, flashes): a cut whose picture comes back within ``frames``
-    frames is a camera flash or a strobe, not a new shot.
+    frames is a camera flash or a strobe, not a new shot (see :func:`is_flash`).
 
-    PySceneDetect reports such a frame as a cut (its merge filter keeps the first of the two
-    above-threshold frames, into and out of the flash). montaged follows the footage instead:
-    the frame before the cut and an above-threshold frame just after it (the way back) are
-    compared, and if they are the same picture (score under the threshold) the cut goes.
+    PySceneDetect reports such a frame as a cut (its merge filter keeps one of the two
+    above-threshold frames, into and out of the flash). montaged follows the footage instead.
     Where a picture is unknown (not decoded), the cut stays: PySceneDetect's answer.
     """
     frames = FLASH_FRAMES if frames is None else frames
     above = sorted(int(a) for a in above)
-    flashes = [c for c in cuts if returns_within(c, above, hsv, frames)]
+    flashes = [c for c in cuts if is_flash(c, above, hsv, frames)]
     return [c for c in cuts if c not in flashes], flashes
 
 
@@ -122,28 +127,31 @@ class FlashTracker:
     def __init__(self, frames: int = FLASH_FRAMES) -> None:
         self.frames = frames
         self.hsv: dict[int, np.ndarray] = {}
-        self.above: set[int] = set()
-        self.returning: set[int] = set()  # above-threshold frames whose picture came back
+        self.above: set[int] = set()  # above-threshold frames still near enough to matter
+        self.pending: set[int] = set()  # ... and those not settled yet
+        self.flashes: set[int] = set()  # above-threshold frames that are one end of a flash
 
     def add(self, i: int, picture: np.ndarray, before: np.ndarray | None) -> None:
         """Frame ``i`` scored over the threshold: its picture, and the one before it."""
-        self.above.add(int(i))
-        self.hsv[int(i)] = picture.copy()  # not a view that pins a whole batch
+        i = int(i)
+        self.above.add(i)
+        self.pending.add(i)
+        self.hsv[i] = picture.copy()  # not a view that pins a whole batch
         if before is not None and i - 1 not in self.hsv:
-            self.hsv[int(i) - 1] = before.copy()
+            self.hsv[i - 1] = before.copy()
 
     def settle(self, upto: float) -> None:
-        """Decide every above-threshold frame whose way back (up to ``frames`` later) has been
-        scored by now (frames up to ``upto``), and forget the pictures no longer needed."""
+        """Decide every above-threshold frame whose neighbourhood (``frames`` either way) has
+        been scored by now (frames up to ``upto``), and forget what is no longer needed."""
         above = sorted(self.above)
-        done = [c for c in above if c + self.frames <= upto]
-        self.returning.update(c for c in done if returns_within(c, above, self.hsv, self.frames))
-        self.above.difference_update(done)
-        keep_from = min(self.above, default=upto) - self.frames - 1
+        done = [c for c in sorted(self.pending) if c + self.frames <= upto]
+        self.flashes.update(c for c in done if is_flash(c, above, self.hsv, self.frames))
+        self.pending.difference_update(done)
+        keep_from = min(self.pending, default=upto) - self.frames - 1
         self.hsv = {i: v for i, v in self.hsv.items() if i >= keep_from}
+        self.above = {a for a in self.above if a >= keep_from}
 
     def split(self, cuts: list[int]) -> tuple[list[int], list[int]]:
         """(cuts, flashes) once everything is scored."""
         self.settle(float("inf"))
-        flashes = [c for c in cuts if c in self.returning]
-        return [c for c in cuts if c not in self.returning], flashes
+        return [c for c in cuts if c not in self.flashes], [c for c in cuts if c in self.flashes]

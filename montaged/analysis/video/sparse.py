@@ -13,7 +13,9 @@ from montaged.analysis.video.candidates import (
     sustained_change, window_groups,
 )
 from montaged.analysis.video.frames import BATCH, Detection, _Frames, _sizes
-from montaged.analysis.video.score import MIN_SCENE_LEN, THRESHOLD, FlashTracker, flash_filter_merge
+from montaged.analysis.video.score import (
+    FLASH_FRAMES, MIN_SCENE_LEN, THRESHOLD, FlashTracker, flash_filter_merge,
+)
 
 
 # Anchors are up to a GOP away from a cut, so shot drift (a pan) can move their difference by
@@ -61,6 +63,10 @@ class _Sparse:
             return
         keys = self.index.keyframes
         key = int(keys[np.searchsorted(keys, first - 1, side="right") - 1]) if len(keys) else 0
+        # Score FLASH_FRAMES more before the window (the decoder passes them anyway, as far back
+        # as its keyframe): a window can start on the way out of a flash whose way in made no
+        # size spike, and the flash rule needs both ends.
+        first = max(first - FLASH_FRAMES, key + 1, 1)
         on_the_way = [int(i) for i in self.intra[(self.intra >= key) & (self.intra < first - 1)]
                       if int(i) not in self.frames.hsv]
         keep = on_the_way + list(range(first - 1, last + 1))
