@@ -293,6 +293,19 @@ def camera_clip(kind: str, duration: float) -> tuple[Path, dict]:
     return path, json.loads(truth_path.read_text())
 
 
+def pyscenedetect_cuts_by_time(path: Path) -> list[int]:
+    """PySceneDetect's cuts as indices of the file's frames, found by time (on a VFR file its
+    frame numbers are time x average rate, not the frames the decoder returns)."""
+    from scenedetect import ContentDetector, detect
+
+    from montaged.media.video import scan_packets
+
+    times = scan_packets(str(path)).times
+    times = times - times[0]
+    half = 0.5 * float(np.median(np.diff(times)))
+    return [int(np.searchsorted(times, start.seconds - half)) for start, _ in detect(str(path), ContentDetector())[1:]]
+
+
 def _timed_cpu(fn, path: Path) -> tuple[float, float, list[int]]:
     t, c = time.perf_counter(), time.process_time()  # process_time counts FFmpeg's threads too
     out = fn(path)
@@ -309,6 +322,8 @@ def measure_camera(kind: str, duration: float, runs: int) -> dict:
             walls[side].append(wall)
             cpus[side].append(cpu)
     ours, theirs = cuts["montaged"], cuts["pyscenedetect"]
+    if corpus.KINDS[kind].get("vfr"):
+        theirs = pyscenedetect_cuts_by_time(path)
     flashes = truth.get("flashes", [])
     # PySceneDetect is the reference where it finds the true cuts; its flash "cuts" are not.
     theirs_wo_flashes = [c for c in theirs if all(abs(c - f) > 1 for f in flashes)]
