@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from montaged.errors import RenderError
-from montaged.montage.plan import MIN_SHOT, REUSE_CAP, EditList, output_size, plan_edit
+from montaged.montage.plan import MIN_SHOT, EditList, output_size, plan_edit
 
 FPS = 30
 
@@ -208,28 +208,72 @@ def test_reproducible_with_a_seed_and_different_with_another():
         [x["source_in"] for x in a["cuts"]] != [x["source_in"] for x in c["cuts"]]
 
 
-def test_unused_scenes_first_and_reuse_cap():
+def shown_twice(edit) -> float:
+    """Seconds of the preview showing source frames an earlier cut already showed."""
+    seen: dict = {}
+    twice = 0.0
+    for c in edit.cuts:
+        for a, b in seen.get(c.source, []):
+            twice += max(0.0, min(b, c.source_out) - max(a, c.source_in))
+        seen.setdefault(c.source, []).append((c.source_in, c.source_out))
+    return twice
+
+
+def test_unseen_footage_first():
     edit = plan(clips=plenty(8), duration=40.0)
-    used = [(c.source, c.scene) for c in edit.cuts]
-    assert len(used) == len(set(used))  # plenty of footage: nothing reused
-    # Little footage: reuse happens, but never beyond the cap, with a different in-point.
+    assert shown_twice(edit) == 0.0 and not edit.warnings
+    # Little footage: windows repeat, each as little as possible, and the warning says so.
     few = [clip("a.mp4", [5.0, 5.0], seed=1), clip("b.mp4", [5.0, 5.0], seed=2)]
     edit = plan(clips=few, duration=40.0)
-    counts: dict = {}
-    for c in edit.cuts:
-        counts.setdefault((c.source, c.scene), []).append(c.source_in)
-    assert max(len(v) for v in counts.values()) <= REUSE_CAP
-    assert any(len(v) > 1 for v in counts.values())
+    assert abs(edit.duration - 40.0) <= 2.0 + 1e-6
+    twice = shown_twice(edit)
+    assert 0 < twice <= edit.duration - 20.0 + 3.0  # about what the 20 s of footage cannot cover
+    assert any("show footage a second time" in w and "footage is short (20.0 s" in w for w in edit.warnings)
 
 
-def test_too_little_footage_gives_a_shorter_preview_and_a_warning():
+def test_a_long_single_shot_offers_as_many_windows_as_it_lasts():
+    # Two single-shot clips of 20 s: a 30 s preview without showing a frame twice, the asked
+    # duration even for 40 s (ending on a phrase within a bar), repeating only what it must.
+    shots = [clip(f"shot{i}.mp4", [20.0], seed=i) for i in range(2)]
+    for seed in range(4):
+        edit = plan(clips=shots, duration=30.0, seed=seed)
+        assert abs(edit.duration - 30.0) <= 2.0 + 1e-6
+        assert shown_twice(edit) == 0.0 and not edit.warnings
+        for a, b in zip(edit.cuts, edit.cuts[1:]):
+            assert a.source != b.source
+        edit = plan(clips=shots, duration=40.0, seed=seed)
+        assert abs(edit.duration - 40.0) <= 2.0 + 1e-6
+        assert shown_twice(edit) <= edit.duration - 40.0 + 2.5
+    # A single clip that is a single shot: windows of the same shot, one after another.
+    one = plan(clips=[clip("only.mp4", [60.0], seed=3)], duration=30.0)
+    assert abs(one.duration - 30.0) <= 2.0 + 1e-6 and shown_twice(one) == 0.0
+
+
+def test_short_footage_repeats_least_seen_first():
     few = [clip("a.mp4", [2.0], seed=1), clip("b.mp4", [2.0], seed=2)]
     edit = plan(clips=few, duration=40.0)
-    assert edit.duration < 20.0
-    assert any("not enough footage" in w for w in edit.warnings)
+    assert abs(edit.duration - 40.0) <= 2.0 + 1e-6
+    assert any("footage is short (4.0 s" in w for w in edit.warnings)
     for cut in edit.cuts:
         s = scene_of(few, cut)
-        assert cut.source_out <= s["end"] + 1e-6
+        assert s["start"] - 1e-6 <= cut.source_in and cut.source_out <= s["end"] + 1e-6
+    # Least seen first: every second of both clips is shown about as often as the others.
+    counts = []
+    for name in ("a.mp4", "b.mp4"):
+        t = np.arange(0.0, 2.0, 0.1) + 0.05
+        counts.append([sum(c.source_in <= x < c.source_out for c in edit.cuts if c.source == name) for x in t])
+    counts = np.asarray(counts)
+    assert counts.min() >= 1 and counts.max() - counts.min() <= 3
+
+
+def test_too_little_footage_gives_a_shorter_preview_and_says_why():
+    # b's only scene is shorter than any shot at 120 BPM (a beat is 0.5 s): after a's first shot,
+    # nothing may follow it.
+    few = [clip("a.mp4", [10.0], seed=1), clip("b.mp4", [0.45], seed=2)]
+    edit = plan(clips=few, duration=40.0)
+    assert edit.duration < 10.0
+    assert any(f"the preview is {edit.duration:.1f} s" in w and "shorter than the" in w
+               and "only a.mp4 has a scene as long as the next shot" in w for w in edit.warnings)
 
 
 def test_scenes_shorter_than_any_shot_are_an_error():
