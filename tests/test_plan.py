@@ -416,3 +416,44 @@ def test_a_fallback_grid_cuts_on_bars_with_a_warning():
                 clips=plenty(8))
     assert any("uncertain" in w and "bars only" in w for w in edit.warnings)
     assert all(c.beat % 3 == 0 for c in edit.cuts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Screen time follows the footage
+
+
+def screen_share(edit) -> dict:
+    out: dict = {}
+    for c in edit.cuts:
+        out[c.source] = out.get(c.source, 0.0) + (c.record_out - c.record_in) / edit.duration
+    return out
+
+
+def test_screen_time_follows_the_footage():
+    # A single 40-s shot is a third of 120 s of footage: about a third of the screen time.
+    clips = [clip("long.mp4", [40.0], seed=1)]
+    clips += [clip(f"short{i}.mp4", [5.0, 5.0], seed=10 + i) for i in range(8)]
+    for seed in range(3):
+        edit = plan(clips=clips, duration=60.0, seed=seed)
+        share = screen_share(edit)
+        assert abs(share["long.mp4"] - 1 / 3) <= 0.06, share
+        for i in range(8):
+            assert abs(share[f"short{i}.mp4"] - 1 / 12) <= 0.05, share
+    # One clip with most of the footage: never twice in a row caps it near half the slots.
+    big = [clip("big.mp4", [80.0], seed=1), clip("a.mp4", [10.0], seed=2), clip("b.mp4", [10.0], seed=3)]
+    edit = plan(clips=big, duration=40.0)
+    n_big = sum(c.source == "big.mp4" for c in edit.cuts)
+    assert n_big >= len(edit.cuts) // 2
+    assert screen_share(edit)["big.mp4"] >= 0.45
+
+
+def test_every_clip_appears_when_there_are_slots_enough():
+    many = [clip(f"s{i:02d}.mp4", [2.5], seed=i) for i in range(24)]
+    for seed in range(3):
+        edit = plan(clips=many, duration=40.0, seed=seed, style="energetic")
+        assert len(edit.cuts) >= 24  # slots enough
+        assert {c.source for c in edit.cuts} == {f"s{i:02d}.mp4" for i in range(24)}
+    # A clip with a sliver of the footage still appears.
+    clips = plenty(4) + [clip("tiny.mp4", [1.5], seed=9)]
+    for seed in range(3):
+        assert "tiny.mp4" in {c.source for c in plan(clips=clips, duration=40.0, seed=seed).cuts}

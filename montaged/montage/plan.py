@@ -50,13 +50,19 @@ LOW_CONFIDENCE = 0.5
 # Score weights; they trade off against each other among the scenes a slot may take. Whether a
 # scene still has an unseen window as long as the slot is no weight but a tier: such scenes
 # always come first (see plan_edit).
-W_SHARP, W_BRIGHT, W_MOTION, W_VARIETY, W_BALANCE, W_JITTER = 0.25, 0.15, 0.25, 0.20, 0.15, 0.20
+W_SHARP, W_BRIGHT, W_MOTION, W_VARIETY, W_SHARE, W_JITTER = 0.25, 0.15, 0.25, 0.20, 0.60, 0.20
+# Screen time follows the footage: a clip gets up to W_SHARE for being a whole slot behind its
+# share of the footage (and loses as much for being a slot ahead). A clip not shown yet gets up
+# to W_NEW_CLIP more, as much as there are such clips for the slots left, so that every clip
+# appears when there are slots enough.
+W_NEW_CLIP = 1.0
 # Repeats (no unseen window left anywhere): minus this much per time the scene was shown on
 # average, so the least seen scenes repeat first.
 W_SEEN = 2.0
-# In-point choice: a window that leaves a stretch of unseen footage too short for another shot
-# of this length (between it and the seen footage or the scene's ends) loses up to this much,
-# scaled by how tight the footage is (the music left to fill over the unseen footage left).
+# In-point choice: a window loses this much for every stretch of unseen footage it leaves beside
+# it in its scene (between it and the seen footage or the scene's ends), twice for one too short
+# for another shot of this length, scaled by how tight the footage is (the music left to fill
+# over the unseen footage left).
 W_PACK = 1.0
 # In-point choice: activity (0..1) minus this much for a full PREROLL_SCALE seconds of frames to
 # decode from the previous keyframe. Pre-roll is what a render from camera originals (before
@@ -488,8 +494,10 @@ def _in_point(cand: _Candidates, c: int, length: float, used: np.ndarray, fresh:
         g = np.clip(np.searchsorted(gaps[:, 0], starts + 1e-6) - 1, 0, len(gaps) - 1)
         left = starts - gaps[g, 0]
         right = gaps[g, 1] - (starts + length)
-        waste = (np.where((left > 1e-6) & (left < length), left, 0.0)
-                 + np.where((right > 1e-6) & (right < length), right, 0.0)) / length
+        # Every stretch left counts, and one shorter than the shot twice: at tight footage, windows
+        # line up against each other instead of leaving slivers.
+        waste = ((left > 1e-6).astype(float) + (right > 1e-6)
+                 + ((left > 1e-6) & (left < length)) + ((right > 1e-6) & (right < length)))
         value = np.where(overlap < 1e-6, value - W_PACK * tight * waste, -np.inf)
         if np.isfinite(value).any():
             return float(starts[int(np.argmax(value))])
@@ -546,22 +554,27 @@ def plan_edit(
     free = avail.copy()  # the longest unseen stretch of every scene
     unseen = avail.copy()  # seconds of every scene never shown
     seen = np.zeros(n)  # seconds shown of every scene, counted as often as shown
-    source_uses = np.zeros(len(cand.sources), dtype=np.int64)
+    n_src = len(cand.sources)
+    share = np.bincount(cand.clip, weights=avail, minlength=n_src) / float(avail.sum())
+    screen = np.zeros(n_src)  # seconds on screen of every clip
     n_sources_with_footage = len(np.unique(cand.clip))
     rng = np.random.default_rng(seed)
     sig_scale = float(np.max(np.linalg.norm(cand.signature - cand.signature.mean(0), axis=1))) * 2 or 1.0
     t_end = on_grid(beats[k_end])
 
     def scores(k: int, end_k: int, prev: int | None) -> np.ndarray:
+        rec_in, length = on_grid(beats[k]), on_grid(beats[end_k]) - on_grid(beats[k])
         energy = _energy_between(m, float(beats[k]), float(beats[end_k]))
         score = (W_SHARP * cand.sharp_rank + W_BRIGHT * cand.bright_score
                  + W_MOTION * (1.0 - np.abs(cand.motion_rank - energy)) + W_JITTER * rng.random(n))
         if prev is not None:
             dist = np.linalg.norm(cand.signature - cand.signature[prev], axis=1) / sig_scale
             score = score + W_VARIETY * np.clip(dist, 0.0, 1.0)
-        if source_uses.sum():
-            score = score + W_BALANCE * (1.0 - source_uses[cand.clip] / source_uses.max())
-        return score
+        behind = np.clip((share * (rec_in + length) - screen) / length, -1.0, 1.0)
+        unshown = (screen == 0) & (share > 0)
+        slots_left = max(1.0, (t_end - rec_in) / length)
+        behind = behind + W_NEW_CLIP / W_SHARE * unshown * min(1.0, unshown.sum() / slots_left)
+        return score + W_SHARE * behind[cand.clip]
 
     def neighbours_ok(prev: int | None, fits: np.ndarray) -> np.ndarray:
         if prev is None:
@@ -638,10 +651,10 @@ def plan_edit(
         free[best] = float((gaps[:, 1] - gaps[:, 0]).max()) if len(gaps) else 0.0
         unseen[best] = float((gaps[:, 1] - gaps[:, 0]).sum()) if len(gaps) else 0.0
         seen[best] += src_out - src_in
-        source_uses[cand.clip[best]] += 1
+        screen[cand.clip[best]] += rec_out - rec_in
         cuts.append(Cut(index=len(cuts), record_in=rec_in, record_out=rec_out, source=cand.sources[cand.clip[best]],
                         source_in=src_in, source_out=src_out, scene=int(cand.scene[best]), beat=int(k - k0),
-                        score=round(quality / (W_SHARP + W_BRIGHT + W_MOTION + W_VARIETY + W_BALANCE + W_JITTER), 4)))
+                        score=round(quality / (W_SHARP + W_BRIGHT + W_MOTION + W_VARIETY + W_SHARE + W_JITTER), 4)))
         prev = best
         k = nk
 
