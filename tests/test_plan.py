@@ -457,3 +457,46 @@ def test_every_clip_appears_when_there_are_slots_enough():
     clips = plenty(4) + [clip("tiny.mp4", [1.5], seed=9)]
     for seed in range(3):
         assert "tiny.mp4" in {c.source for c in plan(clips=clips, duration=40.0, seed=seed).cuts}
+
+
+# ---------------------------------------------------------------------------------------------
+# Dark in-points: fades from black, flashes, black scenes
+
+
+def test_in_points_avoid_the_fade_at_a_source_start_and_flashes():
+    # The most active second of both shots is their first (where a fade from black would be),
+    # and another peak sits on a flash: with other windows to take, no in-point is there.
+    clips = [clip(f"c{i}.mp4", [30.0], seed=i, motion_peak=(0.0, 1.0)) for i in range(3)]
+    flash = 450  # frame 450 = 15.0 s
+    for _, features, arrays in clips:
+        features["flashes"] = [flash]
+        arrays["motion"][flash - 5:flash + 5] = 9.0
+    for seed in range(4):
+        edit = plan(clips=clips, duration=30.0, seed=seed)
+        assert shown_twice(edit) == 0.0
+        for cut in edit.cuts:
+            assert cut.source_in >= 1.0 - 1e-6, cut
+            assert not (flash - 2 <= round(cut.source_in * FPS) <= flash + 1), cut
+    # Without the guard's reasons (a scene that starts later in its source), the peak wins.
+    later = [clip(f"c{i}.mp4", [10.0, 20.0], seed=i, motion_peak=(10.0, 11.0)) for i in range(3)]
+    edit = plan(clips=later, duration=12.0, style="calm")
+    assert any(abs(c.source_in - 10.0) < 0.5 for c in edit.cuts)
+
+
+def test_black_scenes_come_last():
+    # Three clips of 35 s, 8 s of each black: the 27 s left of each fill 40 s without the black.
+    clips = plenty(3)
+    for _, features, _ in clips:
+        features["scenes"][1].update(brightness=0.02, sharpness=1.0)  # a lens cap, in sharp focus
+    for seed in range(3):
+        edit = plan(clips=clips, duration=40.0, seed=seed)
+        assert all(c.scene != 1 for c in edit.cuts)
+
+
+def test_a_fade_is_shown_rather_than_a_frame_twice():
+    # Two 8-s shots for 14 s of preview: the first second of each is needed, so it is used.
+    shots = [clip(f"s{i}.mp4", [8.0], seed=i, motion_peak=(3.0, 4.0)) for i in range(2)]
+    edit = plan(clips=shots, duration=14.0)
+    assert abs(edit.duration - 14.0) <= 2.0 + 1e-6
+    assert shown_twice(edit) == 0.0
+    assert any(c.source_in < 1.0 for c in edit.cuts)

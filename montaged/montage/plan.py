@@ -64,6 +64,15 @@ W_SEEN = 2.0
 # for another shot of this length, scaled by how tight the footage is (the music left to fill
 # over the unseen footage left).
 W_PACK = 1.0
+# Dark in-points. Per-frame brightness is not stored, so what is known stands in for it: the
+# first FADE_GUARD seconds of a source (where a fade from black, an exposure still settling or
+# the shake of the record button are), the frames around a flash the analysis found (it lists
+# them in features["flashes"]: FLASH_BEFORE frames before one to FLASH_AFTER after it), and
+# scenes darker than BLACK_LEVEL (a lens cap, a pocket). A window starting there loses W_DARK
+# (more than any difference in activity, less than showing a frame twice); a scene with no
+# other window loses W_DARK_SCENE, the last of the goals.
+FADE_GUARD, FLASH_BEFORE, FLASH_AFTER, BLACK_LEVEL = 1.0, 2, 1, 0.1
+W_DARK, W_DARK_SCENE = 1.5, 0.3
 # In-point choice: activity (0..1) minus this much for a full PREROLL_SCALE seconds of frames to
 # decode from the previous keyframe. Pre-roll is what a render from camera originals (before
 # their proxies exist) spends most on after the shown frames themselves: a quarter more
@@ -332,6 +341,7 @@ class _Candidates:
     sharp_rank: np.ndarray
     bright_score: np.ndarray
     signature: np.ndarray  # (n, k) float
+    black: np.ndarray  # bool: the scene is darker than BLACK_LEVEL
     sources: list[str]
     clips: Sequence[Clip]
     timing: dict  # clip index -> (frame_times, motion_times, motion_values, fps), filled when needed
@@ -404,7 +414,7 @@ def _candidates(clips: Sequence[Clip]) -> _Candidates:
         clip=table[:, 0].astype(np.int64), scene=table[:, 1].astype(np.int64), start=table[:, 2], end=table[:, 3],
         motion_rank=_rank(table[:, 4]), sharp_rank=_rank(table[:, 5]), bright_score=bright_score,
         signature=np.asarray(sigs, dtype=np.float64).reshape(len(rows), SIGNATURE_LEN),
-        sources=[name for name, _, _ in clips], clips=clips, timing={})
+        black=brightness < BLACK_LEVEL, sources=[name for name, _, _ in clips], clips=clips, timing={})
 
 
 def _frame_grid(cand: _Candidates, ci: int) -> tuple:
@@ -435,6 +445,21 @@ def _gaps(cand: _Candidates, c: int, used: np.ndarray) -> np.ndarray:
     g0 = np.maximum(_snap_up(ft, fps, g0), g0)
     keep = g1 - g0 > 1e-6
     return np.stack([g0[keep], g1[keep]], axis=1) if keep.any() else np.zeros((0, 2))
+
+
+def _dark_starts(cand: _Candidates, ci: int, starts: np.ndarray) -> np.ndarray:
+    """Which in-points ``starts`` of clip ``ci`` open on a fade from black or near a flash."""
+    ft, _, _, fps, _ = _frame_grid(cand, ci)
+    dark = starts < FADE_GUARD - 1e-6
+    flashes = np.asarray(cand.clips[ci][1].get("flashes") or [], dtype=np.int64)
+    if len(flashes):
+        if ft is not None:
+            flashes = flashes[(flashes >= 0) & (flashes < len(ft))]
+            lo, hi = ft[np.maximum(flashes - FLASH_BEFORE, 0)], ft[np.minimum(flashes + FLASH_AFTER, len(ft) - 1)]
+        else:
+            lo, hi = (flashes - FLASH_BEFORE) / fps, (flashes + FLASH_AFTER) / fps
+        dark |= ((starts[:, None] >= lo[None, :] - 1e-6) & (starts[:, None] <= hi[None, :] + 1e-6)).any(axis=1)
+    return dark
 
 
 def _in_point(cand: _Candidates, c: int, length: float, used: np.ndarray, fresh: bool, tight: float) -> float:
@@ -487,7 +512,7 @@ def _in_point(cand: _Candidates, c: int, length: float, used: np.ndarray, fresh:
     if kt is not None:
         before = kt[np.clip(np.searchsorted(kt, starts + 1e-6) - 1, 0, len(kt) - 1)]
         preroll = np.clip((starts - before) / PREROLL_SCALE, 0.0, 1.0)
-    value = activity - W_PREROLL * preroll
+    value = activity - W_PREROLL * preroll - W_DARK * _dark_starts(cand, int(cand.clip[c]), starts)
     if fresh and len(gaps):
         # Unseen footage left on either side of the window, inside its stretch: a stretch
         # shorter than the slot is likely never shown.
@@ -570,6 +595,8 @@ def plan_edit(
         if prev is not None:
             dist = np.linalg.norm(cand.signature - cand.signature[prev], axis=1) / sig_scale
             score = score + W_VARIETY * np.clip(dist, 0.0, 1.0)
+        # A black scene, or one whose every window would open in the first FADE_GUARD s of its source.
+        score = score - W_DARK_SCENE * (cand.black | (cand.end - np.maximum(cand.start, FADE_GUARD) < length - 1e-6))
         behind = np.clip((share * (rec_in + length) - screen) / length, -1.0, 1.0)
         unshown = (screen == 0) & (share > 0)
         slots_left = max(1.0, (t_end - rec_in) / length)
