@@ -500,3 +500,46 @@ def test_a_fade_is_shown_rather_than_a_frame_twice():
     assert abs(edit.duration - 14.0) <= 2.0 + 1e-6
     assert shown_twice(edit) == 0.0
     assert any(c.source_in < 1.0 for c in edit.cuts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Folder shapes (issue #18): the asked duration, no frame twice, screen time, every guarantee
+
+
+def shapes() -> dict:
+    phone = [clip("long.mp4", [40.0], seed=1)]
+    phone += [clip(f"short{i}.mp4", [5.0, 4.0, 4.33][: 2 + i % 2], seed=10 + i) for i in range(6)]
+    phone += [clip("extra.mp4", [6.0, 7.0], seed=20)]
+    return {
+        "two long single shots": ([clip(f"shot{i}.mp4", [20.0], seed=i) for i in range(2)], 36.0, "dynamic"),
+        "many short clips": ([clip(f"s{i:02d}.mp4", [2.5], seed=i) for i in range(24)], 40.0, "energetic"),
+        "one long clip plus many short": (phone, 60.0, "dynamic"),
+        "mixed orientation": ([clip(f"m{i}.mp4", [5.0, 7.0], seed=i, rotation=90 * (i % 2)) for i in range(6)], 45.0,
+                              "calm"),
+    }
+
+
+@pytest.mark.parametrize("shape", list(shapes()))
+def test_folder_shapes(shape):
+    clips, asked, style = shapes()[shape]
+    track = music(duration=120.0)
+    beats = np.asarray(track[1]["beats"])
+    footage = {name: sum(s["end"] - s["start"] for s in f["scenes"]) for name, f, _ in clips}
+    total = sum(footage.values())
+    for seed in range(3):
+        edit = plan(clips=clips, track=track, duration=asked, seed=seed, style=style)
+        assert abs(edit.duration - asked) <= 2.0 + 1e-6  # within a bar
+        assert len(edit.cuts) >= len(footage)
+        assert shown_twice(edit) == 0.0 and not edit.warnings
+        assert {c.source for c in edit.cuts} == set(footage)  # every clip appears
+        share = screen_share(edit)
+        for name, seconds in footage.items():
+            assert abs(share[name] - seconds / total) <= 0.1, (name, share)
+        for a, b in zip(edit.cuts, edit.cuts[1:]):
+            assert a.source != b.source and a.record_out == b.record_in
+        for cut in edit.cuts:
+            s = scene_of(clips, cut)
+            assert s["start"] - 1e-6 <= cut.source_in and cut.source_out <= s["end"] + 1e-6
+            assert abs(cut.record_in - (beats[edit.first_beat + cut.beat] - edit.music_offset)) <= 0.5 / FPS + 1e-9
+        again = plan(clips=clips, track=track, duration=asked, seed=seed, style=style)
+        assert json.dumps(again.to_dict()) == json.dumps(edit.to_dict())
