@@ -8,6 +8,12 @@
    from the 1080p originals, and from 360p proxies (``render.make_proxy``, made once after
    analysis; their cost is reported separately).
 
+3. Folder shapes (``--shapes``, planning only, no media): two long single shots, six 10-s clips,
+   many short clips, one long clip plus many short, mixed orientation, short footage; for each,
+   the asked against the delivered duration, seconds shown twice, clips never shown, and every
+   clip's share of the screen time against its share of the footage, over 5 seeds. Results go
+   to ``benchmarks/results/preview_shapes.json``.
+
 The media is generated with montaged.synth and cached in ``benchmarks/.cache/``. Features are
 built from the generators' truth (exact cuts), so the numbers measure planning and rendering,
 not analysis. Every measurement is repeated; median, min and max are reported with the machine.
@@ -15,6 +21,7 @@ Results go to ``benchmarks/results/preview.json``.
 
     .venv/bin/python benchmarks/bench_preview.py            # full (first run generates ~2 min of media)
     .venv/bin/python benchmarks/bench_preview.py --smoke    # tiny and quick, for CI
+    .venv/bin/python benchmarks/bench_preview.py --shapes   # folder shapes: durations, screen time
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ except ImportError:  # pragma: no cover
 
 CACHE = ROOT / "benchmarks" / ".cache" / "preview"
 RESULTS = ROOT / "benchmarks" / "results" / "preview.json"
+SHAPES = ROOT / "benchmarks" / "results" / "preview_shapes.json"
 
 
 def machine() -> dict:
@@ -138,6 +146,118 @@ def synthetic_scene_features(n_clips: int, scenes_per_clip: int, seed: int = 0) 
                        "display_width": 1920, "display_height": 1080, "rotation": 0, "sar": 1.0, "scenes": scenes},
                       {"frame_times": np.arange(n) / fps, "motion": rng.random(n).astype(np.float32)}))
     return clips
+
+
+# --- folder shapes: asked against delivered duration, screen time per clip -----------------------
+
+
+def shape_clip(name: str, shot_lengths: list[float], *, fps: float = 30.0, seed: int = 0, portrait: bool = False,
+               fade_in: float = 0.0) -> tuple:
+    """Features of a clip whose shots are known exactly (as the analysis reports true cuts)."""
+    rng = np.random.default_rng(seed)
+    bounds = np.round(np.concatenate([[0], np.cumsum(np.round(np.asarray(shot_lengths) * fps))])).astype(int)
+    n = int(bounds[-1])
+    scenes = [{"start": bounds[i] / fps, "end": bounds[i + 1] / fps, "start_frame": int(bounds[i]),
+               "end_frame": int(bounds[i + 1]), "motion": float(rng.random()), "sharpness": float(rng.uniform(0.3, 1)),
+               "brightness": float(rng.uniform(0.3, 0.7)), "contrast": 0.5, "colorfulness": 0.5,
+               "signature": rng.random(16).tolist(), "best_in": bounds[i] / fps} for i in range(len(shot_lengths))]
+    w, h = (1080, 1920) if portrait else (1920, 1080)
+    features = {"duration": n / fps, "fps": fps, "width": 1920, "height": 1080, "display_width": w,
+                "display_height": h, "rotation": 90 if portrait else 0, "sar": 1.0, "scenes": scenes, "flashes": []}
+    motion = rng.random(n).astype(np.float32)
+    return (name, features, {"frame_times": np.arange(n) / fps, "motion": motion})
+
+
+def shape_music(duration: float = 200.0, bpm: float = 124.0) -> tuple:
+    period = 60.0 / bpm
+    beats = np.round(np.arange(0.2, duration - 0.05, period), 6)
+    downbeats = beats[::4]
+    bar = 4 * period
+    intro_end = float(downbeats[4])
+    sections, t, i = [{"start": 0.0, "end": intro_end, "level": "low"}], intro_end, 0
+    while t < duration:
+        sections.append({"start": t, "end": min(duration, t + 8 * bar), "level": ("mid", "high", "low", "high")[i % 4]})
+        t, i = t + 8 * bar, i + 1
+    energy = np.zeros(int(duration * 10) + 1, np.float32)
+    for s in sections:
+        energy[int(s["start"] * 10):int(s["end"] * 10)] = {"low": 0.2, "mid": 0.5, "high": 0.9}[s["level"]]
+    features = {"duration": duration, "tempo": bpm, "beats": beats.tolist(), "downbeats": downbeats.tolist(),
+                "phrases": downbeats[::4].tolist(), "beats_per_bar": 4, "confidence": 1.0, "energy_hz": 10,
+                "sections": sections, "intro_end": intro_end}
+    return ("track.m4a", features, {"energy": energy})
+
+
+def folder_shapes() -> dict[str, tuple[list[tuple], float]]:
+    """The folder shapes of issue #18: (clips, asked duration)."""
+    phone = [shape_clip("long.mp4", [40.0], seed=1)]
+    phone += [shape_clip(f"short{i}.mp4", [5.0, 4.0, 4.33][: 2 + i % 2], seed=10 + i) for i in range(6)]
+    phone += [shape_clip("extra.mp4", [6.0, 7.0], seed=20)]
+    return {
+        "two long single shots (2 x 20 s)": ([shape_clip(f"shot{i}.mp4", [20.0], seed=i) for i in range(2)], 40.0),
+        "six 10-s clips": ([shape_clip(f"c{i}.mp4", [4.0, 6.0], seed=i) for i in range(6)], 30.0),
+        "many short clips (24 x 2.5 s)": ([shape_clip(f"s{i:02d}.mp4", [2.5], seed=i) for i in range(24)], 40.0),
+        "one long clip plus many short": (phone, 60.0),
+        "mixed orientation (3 + 3 x 12 s)": ([shape_clip(f"m{i}.mp4", [5.0, 7.0], seed=i, portrait=i % 2 == 1)
+                                              for i in range(6)], 45.0),
+        "short footage (2 x 8 s, asked 40)": ([shape_clip(f"f{i}.mp4", [8.0], seed=i) for i in range(2)], 40.0),
+    }
+
+
+def bench_shapes(seeds: int = 5) -> dict:
+    """Plan every folder shape with a few seeds: delivered duration against the asked one, each
+    clip's share of the screen time against its share of the footage, frames shown twice."""
+    track = shape_music()
+    out = {}
+    for name, (clips, asked) in folder_shapes().items():
+        footage = {c[0]: sum(s["end"] - s["start"] for s in c[1]["scenes"]) for c in clips}
+        total = sum(footage.values())
+        delivered, shares, missing, repeated, warnings = [], {k: [] for k in footage}, [], [], set()
+        for seed in range(seeds):
+            edit = plan_edit(clips, track, duration=asked, style="dynamic", fps=30, width=640, height=360, seed=seed)
+            delivered.append(edit.duration)
+            screen = {k: 0.0 for k in footage}
+            for c in edit.cuts:
+                screen[c.source] += c.record_out - c.record_in
+            for k in footage:
+                shares[k].append(screen[k] / edit.duration)
+            missing.append(sum(1 for v in screen.values() if v == 0))
+            repeated.append(_seconds_shown_twice(edit))
+            warnings.update(edit.warnings)
+        out[name] = {"asked": asked, "footage_s": round(total, 2), "delivered_s": stats(delivered),
+                     "clips_never_shown": max(missing), "seconds_shown_twice": stats(repeated),
+                     "share": {k: {"footage": round(footage[k] / total, 3),
+                                   "screen": round(statistics.median(v), 3)} for k, v in shares.items()},
+                     "warnings": sorted(warnings)}
+    return out
+
+
+def _seconds_shown_twice(edit) -> float:
+    """Seconds of the preview that show source frames an earlier cut already showed."""
+    seen: dict[str, list[tuple[float, float]]] = {}
+    twice = 0.0
+    for c in edit.cuts:
+        for a, b in seen.get(c.source, []):
+            twice += max(0.0, min(b, c.source_out) - max(a, c.source_in))
+        seen.setdefault(c.source, []).append((c.source_in, c.source_out))
+    return round(twice, 3)
+
+
+def print_shapes(shapes: dict) -> None:
+    for name, r in shapes.items():
+        d = r["delivered_s"]
+        print(f"{name}: footage {r['footage_s']:g} s, asked {r['asked']:g} s, delivered median {d['median']:.1f} s "
+              f"(min {d['min']:.1f}), shown twice {r['seconds_shown_twice']['median']:.1f} s, "
+              f"clips never shown {r['clips_never_shown']}")
+        share = r["share"]
+        if len(share) <= 8:
+            print("    share footage -> screen: " + ", ".join(f"{k} {v['footage']:.2f}->{v['screen']:.2f}"
+                                                          for k, v in share.items()))
+        else:
+            screens = [v["screen"] for v in share.values()]
+            print(f"    {len(share)} clips of {next(iter(share.values()))['footage']:.3f} of the footage each: "
+                  f"screen share {min(screens):.3f}..{max(screens):.3f}")
+        for w in r["warnings"]:
+            print(f"    warning: {w}")
 
 
 # --- benchmarks ----------------------------------------------------------------------------------
@@ -240,7 +360,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny media and one run: checks the benchmark works")
     parser.add_argument("--runs", type=int, default=None, help="preview runs (default 3, smoke 1)")
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/preview.json")
+    parser.add_argument("--shapes", action="store_true", help="only plan the folder shapes (two long shots, many "
+                        "short clips, ...): asked against delivered duration, screen time per clip; no media")
     args = parser.parse_args(argv)
+    if args.shapes:
+        logging.getLogger("montaged").setLevel(logging.ERROR)  # the shapes' warnings are in the report
+        shapes = bench_shapes()
+        print_shapes(shapes)
+        if not args.no_write:
+            SHAPES.parent.mkdir(parents=True, exist_ok=True)
+            SHAPES.write_text(json.dumps({"machine": machine(), "shapes": shapes}, indent=2) + "\n")
+            print(f"wrote {SHAPES.relative_to(ROOT)}")
+        return 0
 
     smoke = args.smoke
     # Planning warnings (e.g. a smoke track shorter than the preview) are expected here.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from montaged.errors import RenderError
-from montaged.montage.plan import MIN_SHOT, REUSE_CAP, EditList, output_size, plan_edit
+from montaged.montage.plan import MIN_SHOT, EditList, output_size, plan_edit
 
 FPS = 30
 
@@ -208,28 +208,72 @@ def test_reproducible_with_a_seed_and_different_with_another():
         [x["source_in"] for x in a["cuts"]] != [x["source_in"] for x in c["cuts"]]
 
 
-def test_unused_scenes_first_and_reuse_cap():
+def shown_twice(edit) -> float:
+    """Seconds of the preview showing source frames an earlier cut already showed."""
+    seen: dict = {}
+    twice = 0.0
+    for c in edit.cuts:
+        for a, b in seen.get(c.source, []):
+            twice += max(0.0, min(b, c.source_out) - max(a, c.source_in))
+        seen.setdefault(c.source, []).append((c.source_in, c.source_out))
+    return twice
+
+
+def test_unseen_footage_first():
     edit = plan(clips=plenty(8), duration=40.0)
-    used = [(c.source, c.scene) for c in edit.cuts]
-    assert len(used) == len(set(used))  # plenty of footage: nothing reused
-    # Little footage: reuse happens, but never beyond the cap, with a different in-point.
+    assert shown_twice(edit) == 0.0 and not edit.warnings
+    # Little footage: windows repeat, each as little as possible, and the warning says so.
     few = [clip("a.mp4", [5.0, 5.0], seed=1), clip("b.mp4", [5.0, 5.0], seed=2)]
     edit = plan(clips=few, duration=40.0)
-    counts: dict = {}
-    for c in edit.cuts:
-        counts.setdefault((c.source, c.scene), []).append(c.source_in)
-    assert max(len(v) for v in counts.values()) <= REUSE_CAP
-    assert any(len(v) > 1 for v in counts.values())
+    assert abs(edit.duration - 40.0) <= 2.0 + 1e-6
+    twice = shown_twice(edit)
+    assert 0 < twice <= edit.duration - 20.0 + 3.0  # about what the 20 s of footage cannot cover
+    assert any("show footage a second time" in w and "footage is short (20.0 s" in w for w in edit.warnings)
 
 
-def test_too_little_footage_gives_a_shorter_preview_and_a_warning():
+def test_a_long_single_shot_offers_as_many_windows_as_it_lasts():
+    # Two single-shot clips of 20 s: a 30 s preview without showing a frame twice, the asked
+    # duration even for 40 s (ending on a phrase within a bar), repeating only what it must.
+    shots = [clip(f"shot{i}.mp4", [20.0], seed=i) for i in range(2)]
+    for seed in range(4):
+        edit = plan(clips=shots, duration=30.0, seed=seed)
+        assert abs(edit.duration - 30.0) <= 2.0 + 1e-6
+        assert shown_twice(edit) == 0.0 and not edit.warnings
+        for a, b in zip(edit.cuts, edit.cuts[1:]):
+            assert a.source != b.source
+        edit = plan(clips=shots, duration=40.0, seed=seed)
+        assert abs(edit.duration - 40.0) <= 2.0 + 1e-6
+        assert shown_twice(edit) <= edit.duration - 40.0 + 2.5
+    # A single clip that is a single shot: windows of the same shot, one after another.
+    one = plan(clips=[clip("only.mp4", [60.0], seed=3)], duration=30.0)
+    assert abs(one.duration - 30.0) <= 2.0 + 1e-6 and shown_twice(one) == 0.0
+
+
+def test_short_footage_repeats_least_seen_first():
     few = [clip("a.mp4", [2.0], seed=1), clip("b.mp4", [2.0], seed=2)]
     edit = plan(clips=few, duration=40.0)
-    assert edit.duration < 20.0
-    assert any("not enough footage" in w for w in edit.warnings)
+    assert abs(edit.duration - 40.0) <= 2.0 + 1e-6
+    assert any("footage is short (4.0 s" in w for w in edit.warnings)
     for cut in edit.cuts:
         s = scene_of(few, cut)
-        assert cut.source_out <= s["end"] + 1e-6
+        assert s["start"] - 1e-6 <= cut.source_in and cut.source_out <= s["end"] + 1e-6
+    # Least seen first: every second of both clips is shown about as often as the others.
+    counts = []
+    for name in ("a.mp4", "b.mp4"):
+        t = np.arange(0.0, 2.0, 0.1) + 0.05
+        counts.append([sum(c.source_in <= x < c.source_out for c in edit.cuts if c.source == name) for x in t])
+    counts = np.asarray(counts)
+    assert counts.min() >= 1 and counts.max() - counts.min() <= 3
+
+
+def test_too_little_footage_gives_a_shorter_preview_and_says_why():
+    # b's only scene is shorter than any shot at 120 BPM (a beat is 0.5 s): after a's first shot,
+    # nothing may follow it.
+    few = [clip("a.mp4", [10.0], seed=1), clip("b.mp4", [0.45], seed=2)]
+    edit = plan(clips=few, duration=40.0)
+    assert edit.duration < 10.0
+    assert any(f"the preview is {edit.duration:.1f} s" in w and "shorter than the" in w
+               and "only a.mp4 has a scene as long as the next shot" in w for w in edit.warnings)
 
 
 def test_scenes_shorter_than_any_shot_are_an_error():
@@ -372,3 +416,130 @@ def test_a_fallback_grid_cuts_on_bars_with_a_warning():
                 clips=plenty(8))
     assert any("uncertain" in w and "bars only" in w for w in edit.warnings)
     assert all(c.beat % 3 == 0 for c in edit.cuts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Screen time follows the footage
+
+
+def screen_share(edit) -> dict:
+    out: dict = {}
+    for c in edit.cuts:
+        out[c.source] = out.get(c.source, 0.0) + (c.record_out - c.record_in) / edit.duration
+    return out
+
+
+def test_screen_time_follows_the_footage():
+    # A single 40-s shot is a third of 120 s of footage: about a third of the screen time.
+    clips = [clip("long.mp4", [40.0], seed=1)]
+    clips += [clip(f"short{i}.mp4", [5.0, 5.0], seed=10 + i) for i in range(8)]
+    for seed in range(3):
+        edit = plan(clips=clips, duration=60.0, seed=seed)
+        share = screen_share(edit)
+        assert abs(share["long.mp4"] - 1 / 3) <= 0.06, share
+        for i in range(8):
+            assert abs(share[f"short{i}.mp4"] - 1 / 12) <= 0.05, share
+    # One clip with most of the footage: never twice in a row caps it near half the slots.
+    big = [clip("big.mp4", [80.0], seed=1), clip("a.mp4", [10.0], seed=2), clip("b.mp4", [10.0], seed=3)]
+    edit = plan(clips=big, duration=40.0)
+    n_big = sum(c.source == "big.mp4" for c in edit.cuts)
+    assert n_big >= len(edit.cuts) // 2
+    assert screen_share(edit)["big.mp4"] >= 0.45
+
+
+def test_every_clip_appears_when_there_are_slots_enough():
+    many = [clip(f"s{i:02d}.mp4", [2.5], seed=i) for i in range(24)]
+    for seed in range(3):
+        edit = plan(clips=many, duration=40.0, seed=seed, style="energetic")
+        assert len(edit.cuts) >= 24  # slots enough
+        assert {c.source for c in edit.cuts} == {f"s{i:02d}.mp4" for i in range(24)}
+    # A clip with a sliver of the footage still appears.
+    clips = plenty(4) + [clip("tiny.mp4", [1.5], seed=9)]
+    for seed in range(3):
+        assert "tiny.mp4" in {c.source for c in plan(clips=clips, duration=40.0, seed=seed).cuts}
+
+
+# ---------------------------------------------------------------------------------------------
+# Dark in-points: fades from black, flashes, black scenes
+
+
+def test_in_points_avoid_the_fade_at_a_source_start_and_flashes():
+    # The most active second of both shots is their first (where a fade from black would be),
+    # and another peak sits on a flash: with other windows to take, no in-point is there.
+    clips = [clip(f"c{i}.mp4", [30.0], seed=i, motion_peak=(0.0, 1.0)) for i in range(3)]
+    flash = 450  # frame 450 = 15.0 s
+    for _, features, arrays in clips:
+        features["flashes"] = [flash]
+        arrays["motion"][flash - 5:flash + 5] = 9.0
+    for seed in range(4):
+        edit = plan(clips=clips, duration=30.0, seed=seed)
+        assert shown_twice(edit) == 0.0
+        for cut in edit.cuts:
+            assert cut.source_in >= 1.0 - 1e-6, cut
+            assert not (flash - 2 <= round(cut.source_in * FPS) <= flash + 1), cut
+    # Without the guard's reasons (a scene that starts later in its source), the peak wins.
+    later = [clip(f"c{i}.mp4", [10.0, 20.0], seed=i, motion_peak=(10.0, 11.0)) for i in range(3)]
+    edit = plan(clips=later, duration=12.0, style="calm")
+    assert any(abs(c.source_in - 10.0) < 0.5 for c in edit.cuts)
+
+
+def test_black_scenes_come_last():
+    # Three clips of 35 s, 8 s of each black: the 27 s left of each fill 40 s without the black.
+    clips = plenty(3)
+    for _, features, _ in clips:
+        features["scenes"][1].update(brightness=0.02, sharpness=1.0)  # a lens cap, in sharp focus
+    for seed in range(3):
+        edit = plan(clips=clips, duration=40.0, seed=seed)
+        assert all(c.scene != 1 for c in edit.cuts)
+
+
+def test_a_fade_is_shown_rather_than_a_frame_twice():
+    # Two 8-s shots for 14 s of preview: the first second of each is needed, so it is used.
+    shots = [clip(f"s{i}.mp4", [8.0], seed=i, motion_peak=(3.0, 4.0)) for i in range(2)]
+    edit = plan(clips=shots, duration=14.0)
+    assert abs(edit.duration - 14.0) <= 2.0 + 1e-6
+    assert shown_twice(edit) == 0.0
+    assert any(c.source_in < 1.0 for c in edit.cuts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Folder shapes (issue #18): the asked duration, no frame twice, screen time, every guarantee
+
+
+def shapes() -> dict:
+    phone = [clip("long.mp4", [40.0], seed=1)]
+    phone += [clip(f"short{i}.mp4", [5.0, 4.0, 4.33][: 2 + i % 2], seed=10 + i) for i in range(6)]
+    phone += [clip("extra.mp4", [6.0, 7.0], seed=20)]
+    return {
+        "two long single shots": ([clip(f"shot{i}.mp4", [20.0], seed=i) for i in range(2)], 36.0, "dynamic"),
+        "many short clips": ([clip(f"s{i:02d}.mp4", [2.5], seed=i) for i in range(24)], 40.0, "energetic"),
+        "one long clip plus many short": (phone, 60.0, "dynamic"),
+        "mixed orientation": ([clip(f"m{i}.mp4", [5.0, 7.0], seed=i, rotation=90 * (i % 2)) for i in range(6)], 45.0,
+                              "calm"),
+    }
+
+
+@pytest.mark.parametrize("shape", list(shapes()))
+def test_folder_shapes(shape):
+    clips, asked, style = shapes()[shape]
+    track = music(duration=120.0)
+    beats = np.asarray(track[1]["beats"])
+    footage = {name: sum(s["end"] - s["start"] for s in f["scenes"]) for name, f, _ in clips}
+    total = sum(footage.values())
+    for seed in range(3):
+        edit = plan(clips=clips, track=track, duration=asked, seed=seed, style=style)
+        assert abs(edit.duration - asked) <= 2.0 + 1e-6  # within a bar
+        assert len(edit.cuts) >= len(footage)
+        assert shown_twice(edit) == 0.0 and not edit.warnings
+        assert {c.source for c in edit.cuts} == set(footage)  # every clip appears
+        share = screen_share(edit)
+        for name, seconds in footage.items():
+            assert abs(share[name] - seconds / total) <= 0.1, (name, share)
+        for a, b in zip(edit.cuts, edit.cuts[1:]):
+            assert a.source != b.source and a.record_out == b.record_in
+        for cut in edit.cuts:
+            s = scene_of(clips, cut)
+            assert s["start"] - 1e-6 <= cut.source_in and cut.source_out <= s["end"] + 1e-6
+            assert abs(cut.record_in - (beats[edit.first_beat + cut.beat] - edit.music_offset)) <= 0.5 / FPS + 1e-9
+        again = plan(clips=clips, track=track, duration=asked, seed=seed, style=style)
+        assert json.dumps(again.to_dict()) == json.dumps(edit.to_dict())

@@ -9,11 +9,14 @@ accumulate into drift. How many beats a shot lasts follows the style
 and the loudness of the section it falls in (short shots in the drop, long ones in a breakdown).
 
 For every slot, all candidate scenes of all clips are scored in one vectorised pass:
-quality (sharp, well exposed), motion matched to the music's energy, unused scenes first (with a
-reuse cap), never the same source twice in a row, visual variety against the previous shot
-(signature distance), and a small seeded jitter so another seed gives another edit. A scene
-must be at least as long as its slot, so no segment ever crosses a detected cut; the in-point is
-the most active window of the scene.
+quality (sharp, well exposed), motion matched to the music's energy, never the same source twice
+in a row, visual variety against the previous shot (signature distance), and a small seeded
+jitter so another seed gives another edit. A scene offers as many windows as its length allows:
+what is counted is which seconds of it were shown, not how often the scene was picked, so a
+scene with an unseen stretch as long as the slot always comes before footage already shown,
+and once everything was shown, windows repeat, least seen first. A scene must be at least as
+long as its slot, so no segment ever crosses a detected cut; the in-point is the most active
+unseen window of the scene.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ log = logging.getLogger("montaged.montage.plan")
 
 EDL_VERSION = 1
 MIN_SHOT = 0.4  # seconds: shorter shots flicker
-REUSE_CAP = 2  # a scene may appear at most this many times in one preview
 STYLES = ("calm", "dynamic", "energetic")
 # Beats per shot by style and by the energy level of the section the shot starts in.
 BEATS_PER_CUT = {
@@ -45,10 +47,32 @@ LEVEL_ENERGY = {"low": 0.2, "mid": 0.5, "high": 0.85}
 # looks wrong; a cut twice as long still looks calm.
 LOW_CONFIDENCE = 0.5
 
-# Score weights. The "unused" bonus is larger than every other term together, so unused scenes
-# always win over reused ones ("unused first"); the rest trade off against each other.
-W_SHARP, W_BRIGHT, W_MOTION, W_VARIETY, W_BALANCE, W_JITTER = 0.25, 0.15, 0.25, 0.20, 0.15, 0.20
-W_UNUSED = 2.0
+# Score weights; they trade off against each other among the scenes a slot may take. Whether a
+# scene still has an unseen window as long as the slot is no weight but a tier: such scenes
+# always come first (see plan_edit).
+W_SHARP, W_BRIGHT, W_MOTION, W_VARIETY, W_SHARE, W_JITTER = 0.25, 0.15, 0.25, 0.20, 0.60, 0.20
+# Screen time follows the footage: a clip gets up to W_SHARE for being a whole slot behind its
+# share of the footage (and loses as much for being a slot ahead). A clip not shown yet gets up
+# to W_NEW_CLIP more, as much as there are such clips for the slots left, so that every clip
+# appears when there are slots enough.
+W_NEW_CLIP = 1.0
+# Repeats (no unseen window left anywhere): minus this much per time the scene was shown on
+# average, so the least seen scenes repeat first.
+W_SEEN = 2.0
+# In-point choice: a window loses this much for every stretch of unseen footage it leaves beside
+# it in its scene (between it and the seen footage or the scene's ends), twice for one too short
+# for another shot of this length, scaled by how tight the footage is (the music left to fill
+# over the unseen footage left).
+W_PACK = 1.0
+# Dark in-points. Per-frame brightness is not stored, so what is known stands in for it: the
+# first FADE_GUARD seconds of a source (where a fade from black, an exposure still settling or
+# the shake of the record button are), the frames around a flash the analysis found (it lists
+# them in features["flashes"]: FLASH_BEFORE frames before one to FLASH_AFTER after it), and
+# scenes darker than BLACK_LEVEL (a lens cap, a pocket). A window starting there loses W_DARK
+# (more than any difference in activity, less than showing a frame twice); a scene with no
+# other window loses W_DARK_SCENE, the last of the goals.
+FADE_GUARD, FLASH_BEFORE, FLASH_AFTER, BLACK_LEVEL = 1.0, 2, 1, 0.1
+W_DARK, W_DARK_SCENE = 1.5, 0.3
 # In-point choice: activity (0..1) minus this much for a full PREROLL_SCALE seconds of frames to
 # decode from the previous keyframe. Pre-roll is what a render from camera originals (before
 # their proxies exist) spends most on after the shown frames themselves: a quarter more
@@ -317,6 +341,7 @@ class _Candidates:
     sharp_rank: np.ndarray
     bright_score: np.ndarray
     signature: np.ndarray  # (n, k) float
+    black: np.ndarray  # bool: the scene is darker than BLACK_LEVEL
     sources: list[str]
     clips: Sequence[Clip]
     timing: dict  # clip index -> (frame_times, motion_times, motion_values, fps), filled when needed
@@ -389,17 +414,60 @@ def _candidates(clips: Sequence[Clip]) -> _Candidates:
         clip=table[:, 0].astype(np.int64), scene=table[:, 1].astype(np.int64), start=table[:, 2], end=table[:, 3],
         motion_rank=_rank(table[:, 4]), sharp_rank=_rank(table[:, 5]), bright_score=bright_score,
         signature=np.asarray(sigs, dtype=np.float64).reshape(len(rows), SIGNATURE_LEN),
-        sources=[name for name, _, _ in clips], clips=clips, timing={})
+        black=brightness < BLACK_LEVEL, sources=[name for name, _, _ in clips], clips=clips, timing={})
 
 
-def _in_point(cand: _Candidates, c: int, length: float, used: list[tuple[float, float]]) -> float:
-    """Start of the most active window of ``length`` in scene ``c``, on the clip's frame grid,
-    avoiding windows already used from this scene."""
-    ci = int(cand.clip[c])
+def _frame_grid(cand: _Candidates, ci: int) -> tuple:
     if ci not in cand.timing:
         _, features, arrays = cand.clips[ci]
         cand.timing[ci] = _clip_timing(features, arrays or {})
-    ft, mt, mv, fps, kt = cand.timing[ci]
+    return cand.timing[ci]
+
+
+def _snap_up(ft: np.ndarray | None, fps: float, t: np.ndarray) -> np.ndarray:
+    """The first frame at or after each time ``t`` (the clip's own frame grid)."""
+    if ft is not None:
+        return ft[np.clip(np.searchsorted(ft, t - 1e-6), 0, len(ft) - 1)]
+    return np.ceil(t * fps - 1e-6) / fps
+
+
+def _gaps(cand: _Candidates, c: int, used: np.ndarray) -> np.ndarray:
+    """The unseen stretches ``(start, end)`` of scene ``c``, each start on the frame grid, given
+    the windows ``used`` ((k, 2) seconds) already shown from it."""
+    ft, _, _, fps, _ = _frame_grid(cand, int(cand.clip[c]))
+    start, end = float(cand.start[c]), float(cand.end[c])
+    if len(used) == 0:
+        return np.array([[start, end]])
+    u = used[np.argsort(used[:, 0])]
+    covered_to = np.maximum.accumulate(u[:, 1])
+    g0 = np.concatenate([[start], covered_to])
+    g1 = np.concatenate([u[:, 0], [end]])
+    g0 = np.maximum(_snap_up(ft, fps, g0), g0)
+    keep = g1 - g0 > 1e-6
+    return np.stack([g0[keep], g1[keep]], axis=1) if keep.any() else np.zeros((0, 2))
+
+
+def _dark_starts(cand: _Candidates, ci: int, starts: np.ndarray) -> np.ndarray:
+    """Which in-points ``starts`` of clip ``ci`` open on a fade from black or near a flash."""
+    ft, _, _, fps, _ = _frame_grid(cand, ci)
+    dark = starts < FADE_GUARD - 1e-6
+    flashes = np.asarray(cand.clips[ci][1].get("flashes") or [], dtype=np.int64)
+    if len(flashes):
+        if ft is not None:
+            flashes = flashes[(flashes >= 0) & (flashes < len(ft))]
+            lo, hi = ft[np.maximum(flashes - FLASH_BEFORE, 0)], ft[np.minimum(flashes + FLASH_AFTER, len(ft) - 1)]
+        else:
+            lo, hi = (flashes - FLASH_BEFORE) / fps, (flashes + FLASH_AFTER) / fps
+        dark |= ((starts[:, None] >= lo[None, :] - 1e-6) & (starts[:, None] <= hi[None, :] + 1e-6)).any(axis=1)
+    return dark
+
+
+def _in_point(cand: _Candidates, c: int, length: float, used: np.ndarray, fresh: bool, tight: float) -> float:
+    """Start of the window of ``length`` in scene ``c``, on the clip's frame grid. ``fresh``: one
+    that shows nothing of the windows ``used`` already ((k, 2) seconds), the most active of
+    them, packed against seen footage when footage is ``tight`` (0..1); otherwise the least
+    seen one."""
+    ft, mt, mv, fps, kt = _frame_grid(cand, int(cand.clip[c]))
     start, end = float(cand.start[c]), float(cand.end[c])
     latest = end - length
     if ft is not None:
@@ -410,9 +478,19 @@ def _in_point(cand: _Candidates, c: int, length: float, used: list[tuple[float, 
         starts = start + np.arange(int(math.floor((latest - start) * fps + 1e-6)) + 1) / fps
     if len(starts) == 0:
         return start
+    gaps = _gaps(cand, c, used)
     if len(starts) > 256:  # plenty of resolution; keeps long scenes cheap
         keys = kt[(kt >= start - 1e-6) & (kt <= latest + 1e-6)] if kt is not None else np.zeros(0)
         starts = np.union1d(starts[np.linspace(0, len(starts) - 1, 256).round().astype(np.int64)], keys)
+        if len(gaps):
+            # The first and the last window of every unseen stretch, so that one that fits exactly is found.
+            last = gaps[:, 1] - length
+            if ft is not None:
+                last = ft[np.clip(np.searchsorted(ft, last + 1e-6) - 1, 0, len(ft) - 1)]
+            else:
+                last = np.floor(last * fps + 1e-6) / fps
+            edges = np.concatenate([gaps[:, 0], last])
+            starts = np.union1d(starts, edges[(edges >= start - 1e-6) & (edges <= latest + 1e-6)])
     activity = np.zeros(len(starts))
     if mv is not None and len(mv) > 1:
         csum = np.concatenate([[0.0], np.cumsum(mv)])
@@ -422,17 +500,33 @@ def _in_point(cand: _Candidates, c: int, length: float, used: list[tuple[float, 
         activity = (csum[b] - csum[a]) / n
         span = activity.max() - activity.min()
         activity = (activity - activity.min()) / span if span > 0 else np.zeros(len(starts))
+    # How many times each window's frames were shown, on average (0: a fresh window).
     overlap = np.zeros(len(starts))
-    for u0, u1 in used:
-        overlap += np.clip(np.minimum(starts + length, u1) - np.maximum(starts, u0), 0.0, None) / length
+    if len(used):
+        ends = starts + length
+        overlap = (np.clip(np.minimum(ends[:, None], used[None, :, 1]) - np.maximum(starts[:, None], used[None, :, 0]),
+                           0.0, None).sum(axis=1) / length)
     # Rendering decodes from the keyframe before the in-point: among windows about as active,
     # prefer one that starts on or just after a keyframe (long-GOP camera files).
     preroll = np.zeros(len(starts))
     if kt is not None:
         before = kt[np.clip(np.searchsorted(kt, starts + 1e-6) - 1, 0, len(kt) - 1)]
         preroll = np.clip((starts - before) / PREROLL_SCALE, 0.0, 1.0)
-    best = int(np.argmax(activity - 2.0 * overlap - W_PREROLL * preroll))
-    return float(starts[best])
+    value = activity - W_PREROLL * preroll - W_DARK * _dark_starts(cand, int(cand.clip[c]), starts)
+    if fresh and len(gaps):
+        # Unseen footage left on either side of the window, inside its stretch: a stretch
+        # shorter than the slot is likely never shown.
+        g = np.clip(np.searchsorted(gaps[:, 0], starts + 1e-6) - 1, 0, len(gaps) - 1)
+        left = starts - gaps[g, 0]
+        right = gaps[g, 1] - (starts + length)
+        # Every stretch left counts, and one shorter than the shot twice: at tight footage, windows
+        # line up against each other instead of leaving slivers.
+        waste = ((left > 1e-6).astype(float) + (right > 1e-6)
+                 + ((left > 1e-6) & (left < length)) + ((right > 1e-6) & (right < length)))
+        value = np.where(overlap < 1e-6, value - W_PACK * tight * waste, -np.inf)
+        if np.isfinite(value).any():
+            return float(starts[int(np.argmax(value))])
+    return float(starts[int(np.argmax(value - W_SEEN * overlap))])
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -480,18 +574,49 @@ def plan_edit(
 
     cand = _candidates(clips)
     n = len(cand.start)
-    uses = np.zeros(n, dtype=np.int64)
+    avail = cand.end - cand.start
     used_windows: dict[int, list[tuple[float, float]]] = {}
-    source_uses = np.zeros(len(cand.sources), dtype=np.int64)
+    free = avail.copy()  # the longest unseen stretch of every scene
+    unseen = avail.copy()  # seconds of every scene never shown
+    seen = np.zeros(n)  # seconds shown of every scene, counted as often as shown
+    n_src = len(cand.sources)
+    share = np.bincount(cand.clip, weights=avail, minlength=n_src) / float(avail.sum())
+    screen = np.zeros(n_src)  # seconds on screen of every clip
     n_sources_with_footage = len(np.unique(cand.clip))
     rng = np.random.default_rng(seed)
-    avail = cand.end - cand.start
     sig_scale = float(np.max(np.linalg.norm(cand.signature - cand.signature.mean(0), axis=1))) * 2 or 1.0
+    t_end = on_grid(beats[k_end])
+
+    def scores(k: int, end_k: int, prev: int | None) -> np.ndarray:
+        rec_in, length = on_grid(beats[k]), on_grid(beats[end_k]) - on_grid(beats[k])
+        energy = _energy_between(m, float(beats[k]), float(beats[end_k]))
+        score = (W_SHARP * cand.sharp_rank + W_BRIGHT * cand.bright_score
+                 + W_MOTION * (1.0 - np.abs(cand.motion_rank - energy)) + W_JITTER * rng.random(n))
+        if prev is not None:
+            dist = np.linalg.norm(cand.signature - cand.signature[prev], axis=1) / sig_scale
+            score = score + W_VARIETY * np.clip(dist, 0.0, 1.0)
+        # A black scene, or one whose every window would open in the first FADE_GUARD s of its source.
+        score = score - W_DARK_SCENE * (cand.black | (cand.end - np.maximum(cand.start, FADE_GUARD) < length - 1e-6))
+        behind = np.clip((share * (rec_in + length) - screen) / length, -1.0, 1.0)
+        unshown = (screen == 0) & (share > 0)
+        slots_left = max(1.0, (t_end - rec_in) / length)
+        behind = behind + W_NEW_CLIP / W_SHARE * unshown * min(1.0, unshown.sum() / slots_left)
+        return score + W_SHARE * behind[cand.clip]
+
+    def neighbours_ok(prev: int | None, fits: np.ndarray) -> np.ndarray:
+        if prev is None:
+            return np.ones(n, dtype=bool)
+        if n_sources_with_footage > 1:
+            return cand.clip != cand.clip[prev]  # never the same source twice in a row
+        # A single clip: another scene; the same one (another window) only if no other fits.
+        other = np.arange(n) != prev
+        return other if (fits & other).any() else np.ones(n, dtype=bool)
 
     cuts: list[Cut] = []
     prev: int | None = None
     k = k0
-    stopped = False
+    stopped = None
+    repeated = 0.0  # seconds of the preview that show footage a second time
     while k < k_end:
         level = _level_at(m, float(beats[k]))
         n_beats = beats_per_cut(BEATS_PER_CUT[style][level], m.bpb)
@@ -511,44 +636,52 @@ def plan_edit(
         if on_grid(beats[nk]) - on_grid(beats[k]) < MIN_SHOT - 1e-9:
             break  # only a sliver of music left (can only happen at the very end)
 
+        # The slot and, when no scene has that much unseen footage, shorter ones (fewer beats):
+        # first the longest that an unseen window fills; only then the longest any window fills,
+        # least seen first.
+        ends = [e for e in _shorter(k, nk, beats, on_grid) if allowed[e]]
         choice = None
-        # Too little footage for this slot: try shorter slots (fewer beats) before giving up.
-        for end_k in [e for e in _shorter(k, nk, beats, on_grid) if allowed[e]]:
-            rec_in, rec_out = on_grid(beats[k]), on_grid(beats[end_k])
-            length = rec_out - rec_in
-            energy = _energy_between(m, float(beats[k]), float(beats[end_k]))
-            jitter = rng.random(n)
-            score = (W_SHARP * cand.sharp_rank + W_BRIGHT * cand.bright_score
-                     + W_MOTION * (1.0 - np.abs(cand.motion_rank - energy)) + W_JITTER * jitter)
-            if prev is not None:
-                dist = np.linalg.norm(cand.signature - cand.signature[prev], axis=1) / sig_scale
-                score = score + W_VARIETY * np.clip(dist, 0.0, 1.0)
-            if source_uses.sum():
-                score = score + W_BALANCE * (1.0 - source_uses[cand.clip] / source_uses.max())
-            quality = score.copy()
-            score = score + W_UNUSED * (uses == 0)
-            ok = (avail >= length - 1e-6) & (uses < REUSE_CAP)
-            if prev is not None:
-                # Never the same source twice in a row; with a single clip, at least another scene.
-                ok &= (cand.clip != cand.clip[prev]) if n_sources_with_footage > 1 else (np.arange(n) != prev)
-            if ok.any():
+        for fresh in (True, False):
+            for end_k in ends:
+                rec_in, rec_out = on_grid(beats[k]), on_grid(beats[end_k])
+                length = rec_out - rec_in
+                fits = avail >= length - 1e-6
+                ok = fits & neighbours_ok(prev, fits)
+                if fresh:
+                    ok &= free >= length - 1e-6
+                if not ok.any():
+                    continue
+                quality = scores(k, end_k, prev)
+                score = quality if fresh else quality - W_SEEN * seen / avail
                 best = int(np.argmax(np.where(ok, score, -np.inf)))
-                choice = (best, end_k, rec_in, rec_out, float(quality[best]))
+                choice = (best, end_k, rec_in, rec_out, float(quality[best]), fresh)
+                break
+            if choice is not None:
                 break
         if choice is None:
-            stopped = True
+            length = on_grid(beats[ends[-1]]) - on_grid(beats[k])
+            fits = avail >= length - 1e-6
+            stopped = (f"no scene lasts the next shot ({length:.1f} s)" if not fits.any() else
+                       f"only {cand.sources[cand.clip[prev]]} has a scene as long as the next shot ({length:.1f} s), "
+                       "and a shot never follows one from its own source")
             break
-        best, nk, rec_in, rec_out, quality = choice
+        best, nk, rec_in, rec_out, quality, fresh = choice
         length = rec_out - rec_in
-        src_in = _in_point(cand, best, length, used_windows.get(best, []))
-        src_in = round(src_in, 6)
+        used = np.asarray(used_windows.get(best, []), dtype=np.float64).reshape(-1, 2)
+        tight = min(1.0, (t_end - rec_in) / max(float(unseen.sum()), 1e-6))
+        src_in = round(_in_point(cand, best, length, used, fresh, tight), 6)
         src_out = round(min(src_in + length, float(cand.end[best])), 6)
+        if len(used):
+            repeated += float(np.clip(np.minimum(src_out, used[:, 1]) - np.maximum(src_in, used[:, 0]), 0.0, None).sum())
         used_windows.setdefault(best, []).append((src_in, src_out))
-        uses[best] += 1
-        source_uses[cand.clip[best]] += 1
+        gaps = _gaps(cand, best, np.asarray(used_windows[best]))
+        free[best] = float((gaps[:, 1] - gaps[:, 0]).max()) if len(gaps) else 0.0
+        unseen[best] = float((gaps[:, 1] - gaps[:, 0]).sum()) if len(gaps) else 0.0
+        seen[best] += src_out - src_in
+        screen[cand.clip[best]] += rec_out - rec_in
         cuts.append(Cut(index=len(cuts), record_in=rec_in, record_out=rec_out, source=cand.sources[cand.clip[best]],
                         source_in=src_in, source_out=src_out, scene=int(cand.scene[best]), beat=int(k - k0),
-                        score=round(quality / (W_SHARP + W_BRIGHT + W_MOTION + W_VARIETY + W_BALANCE + W_JITTER), 4)))
+                        score=round(quality / (W_SHARP + W_BRIGHT + W_MOTION + W_VARIETY + W_SHARE + W_JITTER), 4)))
         prev = best
         k = nk
 
@@ -558,9 +691,15 @@ def plan_edit(
     if n_sources_with_footage == 1:
         warnings.append("only one clip: consecutive shots come from the same source")
     end = cuts[-1].record_out
+    if repeated > 1e-3:
+        footage = float(avail.sum())
+        why = (f"the footage is short ({footage:.1f} s of scenes)" if footage < end + 1e-6 else
+               "the unseen footage left was in stretches shorter than the shots, or in the previous shot's source")
+        warnings.append(f"{repeated:.1f} s of the {end:.1f} s preview show footage a second time (the least seen "
+                        f"first): {why}")
     if stopped:
-        warnings.append(f"not enough footage for {on_grid(beats[k_end]):.1f} s without reusing a scene more than "
-                        f"{REUSE_CAP} times: the preview is {end:.1f} s")
+        warnings.append(f"the preview is {end:.1f} s, {t_end - end:.1f} s shorter than the {t_end:.1f} s planned: "
+                        + stopped)
     # The music fades out over the last bar.
     period = float(np.median(np.diff(beats)))
     fade = round(min(period * m.bpb, end), 6)
