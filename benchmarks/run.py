@@ -260,8 +260,9 @@ def rows_beats(doc: dict | None) -> list[dict]:
                      f"/{len(doc['tracks'])} tracks (worst margin {worst:+.3f})")
     rows = [_row(figure, target, measured, met, "beats", {"speedup_aac_cpu": speedup, "f_ge_librosa_every_track": every})]
     aac = sp["montaged_aac"]
-    rows.append(_row("  3-min AAC analysed on one core (issue #5)", "<= 0.25 s", f"{_mmm_cpu(aac)} s CPU",
-                     aac["cpu_median"] <= 0.25, "beats", aac))
+    # Issue #19 widened #5's 0.25 s to 0.30 s for the meter and tempo-octave analysis.
+    rows.append(_row("  3-min AAC analysed on one core (issue #19)", "<= 0.30 s", f"{_mmm_cpu(aac)} s CPU",
+                     aac["cpu_median"] <= 0.30, "beats", aac))
     return rows
 
 
